@@ -1,0 +1,187 @@
+"""Every error turnstate raises, in one tree.
+
+::
+
+    TurnStateError
+    ├── StateError                  misuse of ctx.state during a turn
+    │   ├── PathError               malformed path, or a path through a non-object (also ValueError)
+    │   ├── UnknownScopeError       path or name refers to a scope that is not registered
+    │   ├── MissingIdError          the activity lacks the id a scope is keyed by
+    │   ├── StateValueError         a value that cannot be stored (also ValueError)
+    │   ├── StateTypeError          a stored value does not convert to the requested type (also TypeError)
+    │   └── TurnClosedError         state used after its turn ended
+    ├── StorageError                a storage backend failed
+    │   ├── InvalidKeyError         empty or unusable storage key (also ValueError)
+    │   ├── InvalidItemError        a write item that cannot be stored as asked (also ValueError)
+    │   ├── StorageUnavailableError the backend could not be reached; nothing was committed by this call
+    │   └── CorruptDocumentError    a stored document is not one of ours, or is damaged
+    └── ConflictError               concurrent writers disagreed
+        ├── PreconditionFailedError an ETag precondition failed (also StorageError)
+        ├── MergeConflictError      both writers changed a field whose policy is "raise"
+        └── CommitRetriesExhaustedError  the commit kept conflicting past its retry bound
+
+Messages name the key or path with ``!r`` and, where there is one, the fix. No message ever carries a
+stored value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+
+class TurnStateError(Exception):
+    """Base of every error raised by turnstate."""
+
+
+class StateError(TurnStateError):
+    """ctx.state was used in a way that cannot work."""
+
+
+class PathError(StateError, ValueError):
+    """A state path is malformed, or walks through a value that is not an object."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"state path {path!r}: {reason}")
+
+
+class UnknownScopeError(StateError, LookupError):
+    """A path or scope name refers to a scope that was never registered."""
+
+    def __init__(self, name: str, known: Iterable[str], path: str | None = None) -> None:
+        self.name = name
+        self.path = path
+        where = f" in path {path!r}" if path is not None else ""
+        names = ", ".join(sorted(known))
+        super().__init__(
+            f"unknown state scope {name!r}{where}; registered scopes: {names}. "
+            "Register a custom scope with Scope(...) or use 'temp.<name>' for per-turn data."
+        )
+
+
+class MissingIdError(StateError, LookupError):
+    """The activity does not carry the id a scope is keyed by, so the scope has no storage key."""
+
+    def __init__(self, scope: str, missing: str) -> None:
+        self.scope = scope
+        self.missing = missing
+        super().__init__(
+            f"state scope {scope!r} is unavailable for this activity: it has no {missing}. "
+            "Refusing to fall back to a shared key; check the activity, or avoid this scope for it."
+        )
+
+
+class StateValueError(StateError, ValueError):
+    """A value cannot be stored as JSON; raised by set(), before anything is sent or saved."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"cannot store the value at {path!r}: {reason}")
+
+
+class StateTypeError(StateError, TypeError):
+    """A stored value does not convert to the type asked for."""
+
+    def __init__(self, path: str, expected: object, found: str, detail: str = "") -> None:
+        self.path = path
+        self.expected = expected
+        self.found = found
+        name = getattr(expected, "__name__", None) or repr(expected)
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"state path {path!r} holds {found}, which is not a valid {name}{extra}")
+
+
+class TurnClosedError(StateError):
+    """State was used after its turn committed or was discarded."""
+
+    def __init__(self, what: str = "turn state") -> None:
+        super().__init__(
+            f"{what} was used after its turn ended; keep state access inside the handler or middleware"
+        )
+
+
+class StorageError(TurnStateError):
+    """A storage backend failed to do what was asked."""
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """A storage key is empty or cannot be stored by this backend."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"invalid storage key {key!r}: {reason}")
+
+
+class InvalidItemError(StorageError, ValueError):
+    """A write item cannot be stored as asked (for example a TTL that is not positive)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"cannot write key {key!r}: {reason}")
+
+
+class StorageUnavailableError(StorageError):
+    """The backend could not be reached or timed out.
+
+    The call that raised it committed nothing it had not already reported; retrying the turn is safe.
+    """
+
+
+class CorruptDocumentError(StorageError):
+    """A stored document is damaged or was not written by turnstate; state is not reset silently."""
+
+    def __init__(self, key: str, reason: str, location: str | None = None) -> None:
+        self.key = key
+        self.location = location
+        where = f" at {location}" if location else ""
+        super().__init__(
+            f"stored document for key {key!r}{where} is unreadable: {reason}. "
+            "It was left untouched; inspect or delete it to let this key work again."
+        )
+
+
+class ConflictError(TurnStateError):
+    """Concurrent writers disagreed about a document."""
+
+
+class PreconditionFailedError(ConflictError, StorageError):
+    """One or more writes failed their ETag precondition (HTTP 412 in Cosmos terms).
+
+    ``keys`` are the keys whose precondition failed. ``written`` maps keys that a non-atomic backend did
+    write in the same call to their new ETags; an atomic backend writes none and leaves it empty.
+    """
+
+    def __init__(self, keys: Iterable[str], written: Mapping[str, str] | None = None) -> None:
+        self.keys = sorted(keys)
+        self.written = dict(written or {})
+        shown = ", ".join(repr(k) for k in self.keys)
+        super().__init__(
+            f"write precondition failed for {shown}: the stored ETag no longer matches "
+            "(another writer committed first) or the document exists where create-only was asked"
+        )
+
+
+class MergeConflictError(ConflictError, StateError):
+    """Both this turn and a concurrent writer changed a field whose merge policy is "raise"."""
+
+    def __init__(self, key: str, paths: Iterable[str]) -> None:
+        self.key = key
+        self.paths = sorted(paths)
+        shown = ", ".join(repr(p) for p in self.paths)
+        super().__init__(
+            f"concurrent change to {shown} in {key!r}: another turn changed the same field and its "
+            "merge policy is 'raise'; nothing from this turn was committed for that document"
+        )
+
+
+class CommitRetriesExhaustedError(ConflictError):
+    """The commit kept losing the compare-and-set race after every retry."""
+
+    def __init__(self, keys: Iterable[str], attempts: int) -> None:
+        self.keys = sorted(keys)
+        self.attempts = attempts
+        shown = ", ".join(repr(k) for k in self.keys)
+        super().__init__(
+            f"gave up committing {shown} after {attempts} attempts: other writers kept winning. "
+            "Raise max_commit_attempts or reduce contention on these documents."
+        )

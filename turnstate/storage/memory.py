@@ -1,0 +1,129 @@
+"""In-process storage: the embedded default for development, tests and single-process bots."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from typing import ClassVar, NamedTuple
+
+from turnstate.errors import PreconditionFailedError
+from turnstate.storage.base import ANY_ETAG, Capabilities, Storage, StoredItem, WriteItem, check_keys, check_write
+
+
+class _Entry(NamedTuple):
+    value: bytes
+    etag: str
+    expires_at: float | None
+
+
+class MemoryStorage(Storage):
+    """Keeps encoded bytes in a dict, so nothing a handler mutates reaches storage before commit.
+
+    ``max_entries`` bounds memory: the least recently used entries are evicted past it. ``clock`` (seconds,
+    monotonic) exists so expiry can be tested without sleeping. Safe under concurrent tasks and threads;
+    not shared between processes.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic_batch=True, native_ttl=True, list_keys=True)
+
+    _SWEEP_EVERY = 1024
+
+    def __init__(self, *, max_entries: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        self._data: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+        self._clock = clock
+        self._etag_prefix = os.urandom(4).hex() + "-"
+        self._counter = itertools.count(1)
+        self._writes_since_sweep = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    async def read(self, keys: Collection[str]) -> dict[str, StoredItem]:
+        check_keys(keys)
+        found: dict[str, StoredItem] = {}
+        now = self._clock()
+        with self._lock:
+            data = self._data
+            for key in keys:
+                entry = data.get(key)
+                if entry is None:
+                    continue
+                if entry.expires_at is not None and entry.expires_at <= now:
+                    del data[key]
+                    continue
+                if self._max_entries is not None:
+                    data.move_to_end(key)
+                found[key] = StoredItem(entry.value, entry.etag)
+        return found
+
+    async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
+        if not items:
+            return {}
+        check_write(items)
+        now = self._clock()
+        etags: dict[str, str] = {}
+        with self._lock:
+            data = self._data
+            failed = [key for key, item in items.items() if not self._precondition_holds(key, item, now)]
+            if failed:
+                raise PreconditionFailedError(failed)
+            for key, item in items.items():
+                etag = self._etag_prefix + str(next(self._counter))
+                expires_at = None if item.ttl is None else now + item.ttl
+                data[key] = _Entry(bytes(item.value), etag, expires_at)
+                data.move_to_end(key)
+                etags[key] = etag
+            if self._max_entries is not None:
+                while len(data) > self._max_entries:
+                    data.popitem(last=False)
+            self._writes_since_sweep += len(items)
+            if self._writes_since_sweep >= self._SWEEP_EVERY:
+                self._sweep(now)
+        return etags
+
+    def _precondition_holds(self, key: str, item: WriteItem, now: float) -> bool:
+        if item.if_match == ANY_ETAG:
+            return True
+        entry = self._data.get(key)
+        if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
+            entry = None
+        if item.if_match is None:
+            return entry is None
+        return entry is not None and entry.etag == item.if_match
+
+    async def delete(self, keys: Collection[str]) -> None:
+        check_keys(keys)
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
+
+    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        now = self._clock()
+        with self._lock:
+            keys = [
+                key
+                for key, entry in self._data.items()
+                if key.startswith(prefix) and (entry.expires_at is None or entry.expires_at > now)
+            ]
+        for key in keys:
+            yield key
+
+    def purge_expired(self) -> int:
+        """Drop every expired entry now; return how many were dropped."""
+        with self._lock:
+            return self._sweep(self._clock())
+
+    def _sweep(self, now: float) -> int:
+        self._writes_since_sweep = 0
+        expired = [k for k, e in self._data.items() if e.expires_at is not None and e.expires_at <= now]
+        for key in expired:
+            del self._data[key]
+        return len(expired)
