@@ -1,0 +1,70 @@
+"""The stored document format, versioned from the first release.
+
+A scope's state is stored as one JSON object::
+
+    {"v": 1, "data": {...the scope's fields...}, "meta": {...}}
+
+``v`` is the format version. ``data`` holds the fields (encrypted fields hold an envelope in place of the
+value). ``meta`` is optional room for bookkeeping such as recently processed activity ids or encryption
+markers; it is omitted when empty. Unknown ``meta`` entries are preserved by readers of this version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from turnstate.errors import CorruptDocumentError
+
+FORMAT_VERSION = 1
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
+    v: int
+    data: msgspec.Raw
+    meta: dict[str, Any] = {}
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_data_decoder = msgspec.json.Decoder(dict[str, Any])
+_encoder = msgspec.json.Encoder()
+_PREFIX = b'{"v":1,"data":'
+
+
+class Document(msgspec.Struct, gc=False):
+    """A decoded document: its fields, the exact bytes they were stored as, and its metadata."""
+
+    data: dict[str, Any]
+    data_bytes: bytes
+    meta: dict[str, Any]
+
+
+def decode(key: str, value: bytes) -> Document:
+    """Decode stored bytes; raise CorruptDocumentError naming ``key`` if they are not our document."""
+    try:
+        envelope = _envelope_decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise CorruptDocumentError(key, f"not a turnstate document ({exc})") from exc
+    if envelope.v != FORMAT_VERSION:
+        raise CorruptDocumentError(
+            key, f"format version {envelope.v} is not supported by this release (it reads {FORMAT_VERSION})"
+        )
+    raw = bytes(envelope.data)
+    try:
+        data = _data_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise CorruptDocumentError(key, f"'data' is not a JSON object ({exc})") from exc
+    return Document(data, raw, envelope.meta)
+
+
+def encode_data(data: dict[str, Any]) -> bytes:
+    """Encode a scope's fields; equal data encodes to equal bytes."""
+    return _encoder.encode(data)
+
+
+def encode(data_bytes: bytes, meta: dict[str, Any] | None = None) -> bytes:
+    """Build the stored bytes from encoded fields and optional metadata."""
+    if meta:
+        return _PREFIX + data_bytes + b',"meta":' + _encoder.encode(meta) + b"}"
+    return _PREFIX + data_bytes + b"}"
