@@ -8,20 +8,26 @@
     │   ├── UnknownScopeError       path or name refers to a scope that is not registered
     │   ├── MissingIdError          the activity lacks the id a scope is keyed by
     │   ├── StateValueError         a value that cannot be stored (also ValueError)
+    │   │   └── SecretValueError    the value looks like a credential (bearer token, JWT, API key)
     │   ├── StateTypeError          a stored value does not convert to the requested type (also TypeError)
     │   └── TurnClosedError         state used after its turn ended
     ├── StorageError                a storage backend failed
     │   ├── InvalidKeyError         empty or unusable storage key (also ValueError)
     │   ├── InvalidItemError        a write item that cannot be stored as asked (also ValueError)
     │   ├── StorageUnavailableError the backend could not be reached; nothing was committed by this call
-    │   └── CorruptDocumentError    a stored document is not one of ours, or is damaged
-    └── ConflictError               concurrent writers disagreed
-        ├── PreconditionFailedError an ETag precondition failed (also StorageError)
-        ├── MergeConflictError      both writers changed a field whose policy is "raise"
-        └── CommitRetriesExhaustedError  the commit kept conflicting past its retry bound
+    │   ├── CorruptDocumentError    a stored document is not one of ours, or is damaged
+    │   └── UnsupportedStorageError the storage lacks a capability the operation needs (also TypeError)
+    ├── ConflictError               concurrent writers disagreed
+    │   ├── PreconditionFailedError an ETag precondition failed (also StorageError)
+    │   ├── MergeConflictError      both writers changed a field whose policy is "raise"
+    │   └── CommitRetriesExhaustedError  the commit kept conflicting past its retry bound
+    └── EncryptionError             field encryption failed or cannot start
+        ├── KeyRingError            missing, malformed or duplicate keys (also ValueError)
+        ├── DecryptionError         an encrypted field is tampered, moved, malformed or under an unknown key
+        └── PlaintextFieldError     plaintext where a field is declared encrypted
 
 Messages name the key or path with ``!r`` and, where there is one, the fix. No message ever carries a
-stored value.
+stored value, and no message or repr ever carries key material.
 """
 
 from __future__ import annotations
@@ -184,4 +190,66 @@ class CommitRetriesExhaustedError(ConflictError):
         super().__init__(
             f"gave up committing {shown} after {attempts} attempts: other writers kept winning. "
             "Raise max_commit_attempts or reduce contention on these documents."
+        )
+
+
+class SecretValueError(StateValueError):
+    """set() was given something that looks like a credential; credentials do not belong in state."""
+
+    def __init__(self, path: str, found: str) -> None:
+        super().__init__(
+            path,
+            f"it looks like {found}. Store a reference instead (a Key Vault secret name, or use the "
+            "token service), or allow this path explicitly if it really holds no credential",
+        )
+        self.found = found
+
+
+class UnsupportedStorageError(StorageError, TypeError):
+    """The storage does not declare a capability the requested operation needs."""
+
+    def __init__(self, storage: str, capability: str, operation: str) -> None:
+        self.storage = storage
+        self.capability = capability
+        super().__init__(
+            f"{operation} needs a storage with the {capability!r} capability, and {storage} does not "
+            "declare it; run it against a backend that does (for example Memory, File or Redis)"
+        )
+
+
+class EncryptionError(TurnStateError):
+    """Field encryption failed, or its keys cannot be used."""
+
+
+class KeyRingError(EncryptionError, ValueError):
+    """A key ring is misconfigured: a key missing, of the wrong size, malformed, duplicated or unknown.
+
+    Messages name the key id or the configuration entry, never the key bytes.
+    """
+
+
+class DecryptionError(EncryptionError):
+    """An encrypted field cannot be decrypted: tampered with, moved from another key or field, written
+    under a key id this ring does not hold, or not a well-formed envelope. The document is left untouched."""
+
+    def __init__(self, key: str, path: str, reason: str) -> None:
+        self.key = key
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot decrypt field {path!r} of {key!r}: {reason}")
+
+
+class PlaintextFieldError(EncryptionError):
+    """A field declared encrypted holds a plain value in storage.
+
+    Raised unless the encryption was built with ``allow_plaintext=True`` (migration mode).
+    """
+
+    def __init__(self, key: str, path: str) -> None:
+        self.key = key
+        self.path = path
+        super().__init__(
+            f"field {path!r} of {key!r} is declared encrypted but is stored as plaintext. If this data "
+            "predates encryption, enable allow_plaintext (migration mode) until the re-encrypt operation "
+            "has run; otherwise treat the document as tampered with"
         )
