@@ -592,19 +592,20 @@ class FileStorage(Storage):
     def _unavailable(what: str, path: str, exc: OSError) -> StorageUnavailableError:
         code = errno.errorcode.get(exc.errno or 0, "?")
         return StorageUnavailableError(
-            f"file storage could not {what} at {path!r}: {exc.strerror or exc} ({code}); nothing was "
-            "written by this call. Check free space, permissions and that the directory still exists."
+            f"file storage could not {what} at {path!r}: {exc.strerror or exc} ({code}). "
+            "Check free space, permissions and that the directory still exists."
         )
 
     @staticmethod
     def _partial(what: str, path: str, exc: OSError, written: Mapping[str, str]) -> StorageError:
+        """StorageUnavailableError if nothing was written yet, else a StorageError naming what was."""
         if not written:
             return FileStorage._unavailable(what, path, exc)
         code = errno.errorcode.get(exc.errno or 0, "?")
         done = ", ".join(repr(k) for k in written)
         return StorageError(
-            f"file storage could not {what} at {path!r}: {exc.strerror or exc} ({code}), after it had "
-            f"already written {done} in this batch. Check free space and permissions."
+            f"file storage could not {what} at {path!r}: {exc.strerror or exc} ({code}), after this call "
+            f"had already written {done}. Check free space and permissions."
         )
 
 
