@@ -1,0 +1,636 @@
+"""Field-level encryption: AES-256-GCM envelopes bound to their document and field.
+
+A field declared encrypted is stored, in place of its value, as the JSON object::
+
+    {"$enc": "v1.<key id>.<base64url(nonce || ciphertext || tag), unpadded>"}
+
+The plaintext is the JSON encoding of the value, so any storable value (str, number, list, object, null)
+round-trips. The nonce is 12 fresh random bytes per encryption; the tag is 16 bytes. The associated data
+is the JSON array ``["v1", key id, storage key, scope, [path segments...]]``, so a ciphertext copied to
+another document, scope or field, or relabelled with another key id, fails to decrypt.
+
+Declared paths are state paths with the scope first (``"user.email"``, ``"conversation.incident.owner"``).
+A ``*`` segment matches exactly one field name at that level; a path that names an object encrypts the whole
+object as one envelope (that is how to encrypt a subtree; ``**`` is not supported). Segments address object
+members only, never list items.
+
+Everything fails closed: a bad tag, an unknown key id, a malformed envelope, or plaintext where a field is
+declared encrypted raises an :class:`~turnstate.errors.EncryptionError` naming the storage key and path.
+No message or repr carries a field value or key bytes.
+
+Random 96-bit nonces keep collisions negligible for about 2**32 encryptions per key (NIST SP 800-38D);
+rotate the primary key well before that many encrypted-field writes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from turnstate.errors import DecryptionError, EncryptionError, KeyRingError, PlaintextFieldError
+from turnstate.paths import join, parse
+
+ENVELOPE_MARKER = "$enc"
+"""The single member of an envelope object."""
+
+ENVELOPE_VERSION = "v1"
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+DEFAULT_KEYS_ENV = "TURNSTATE_KEYS"
+REDACTED = "<encrypted>"
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_GENERATE_HINT = (
+    'generate a key with: python -c "import base64, os; print(base64.b64encode(os.urandom(32)).decode())"'
+)
+_MIN_RAW = NONCE_SIZE + TAG_SIZE + 1
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_PADDING = ("", "===", "==", "=")
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def _b64url(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    if "+" in text or "/" in text or "=" in text:
+        raise ValueError("not unpadded base64url")
+    # strict_mode rejects every character outside the alphabet, so nothing is skipped silently.
+    return binascii.a2b_base64(
+        (text + _PADDING[len(text) % 4]).encode("ascii").translate(_TO_STD), strict_mode=True
+    )
+
+
+def _check_key_id(kid: object, where: str) -> str:
+    if not isinstance(kid, str) or not _KEY_ID.match(kid):
+        shown = repr(kid) if isinstance(kid, str) and len(kid) <= 80 else f"a {type(kid).__name__}"
+        raise KeyRingError(
+            f"{where}: key id {shown} is invalid; use 1-64 characters from A-Z a-z 0-9 '_' '-' "
+            "(no '.', which separates envelope fields)"
+        )
+    return kid
+
+
+class KeyRing:
+    """The keys field encryption may use: one primary key for new writes, older keys decrypt-only.
+
+    ``KeyRing({"k2": key2, "k1": key1}, primary="k2")``; with a single key, ``primary`` may be omitted.
+    Every key is exactly 32 bytes. Rotation: add the new key everywhere (decrypt-only), promote it with
+    :meth:`with_primary`, then run :func:`turnstate.reencrypt.reencrypt` and finally drop the old key.
+    The repr shows key ids only.
+    """
+
+    __slots__ = ("_ciphers", "_keys", "_primary")
+
+    def __init__(self, keys: Mapping[str, bytes], primary: str | None = None) -> None:
+        if not isinstance(keys, Mapping):
+            raise KeyRingError(f"keys must be a mapping of key id to 32 key bytes, got {type(keys).__name__}")
+        if not keys:
+            raise KeyRingError(f"a key ring needs at least one key; {_GENERATE_HINT}")
+        checked: dict[str, bytes] = {}
+        for kid, key in keys.items():
+            _check_key_id(kid, "key ring")
+            if isinstance(key, str):
+                raise KeyRingError(
+                    f"key {kid!r} is a str; pass the 32 raw key bytes (decode base64 first), "
+                    "or build the ring with KeyRing.from_string / KeyRing.from_env"
+                )
+            if not isinstance(key, bytes | bytearray | memoryview):
+                raise KeyRingError(f"key {kid!r} must be bytes, got {type(key).__name__}")
+            raw = bytes(key)
+            if len(raw) != KEY_SIZE:
+                raise KeyRingError(
+                    f"key {kid!r} is {len(raw)} bytes; AES-256 keys must be exactly {KEY_SIZE} bytes. "
+                    f"{_GENERATE_HINT}"
+                )
+            checked[kid] = raw
+        if primary is None:
+            if len(checked) != 1:
+                raise KeyRingError(
+                    f"a key ring with several keys ({', '.join(map(repr, checked))}) needs primary=<key id>"
+                )
+            primary = next(iter(checked))
+        elif primary not in checked:
+            raise KeyRingError(
+                f"primary key id {primary!r} is not in the ring (it holds {', '.join(map(repr, checked))})"
+            )
+        self._keys = checked
+        self._primary = primary
+        self._ciphers = {kid: AESGCM(raw) for kid, raw in checked.items()}
+
+    @classmethod
+    def from_string(cls, spec: str, *, source: str = "key ring spec") -> KeyRing:
+        """Parse ``"kid1:base64key,kid2:base64key"``; the first entry is the primary key.
+
+        Keys are standard or URL-safe base64 (padding optional) of exactly 32 bytes. Whitespace around
+        entries is ignored. Errors name ``source`` and the entry, never the key text.
+        """
+        if not isinstance(spec, str) or not spec.strip():
+            raise KeyRingError(
+                f"{source} is empty; expected 'kid:base64key[,kid:base64key...]'. {_GENERATE_HINT}"
+            )
+        keys: dict[str, bytes] = {}
+        primary: str | None = None
+        for number, entry in enumerate(spec.split(","), start=1):
+            entry = entry.strip()
+            kid, sep, encoded = entry.partition(":")
+            kid = kid.strip()
+            where = f"{source}, entry {number}"
+            if not sep:
+                raise KeyRingError(f"{where} has no ':'; expected 'kid:base64key'")
+            _check_key_id(kid, where)
+            if kid in keys:
+                raise KeyRingError(f"{where}: key id {kid!r} appears more than once")
+            encoded = encoded.strip()
+            try:
+                raw = binascii.a2b_base64(
+                    (encoded + _PADDING[len(encoded) % 4]).encode("ascii").translate(_TO_STD),
+                    strict_mode=True,
+                )
+            except (binascii.Error, UnicodeEncodeError) as exc:
+                raise KeyRingError(f"{where} (key id {kid!r}): the key is not valid base64") from exc
+            if len(raw) != KEY_SIZE:
+                raise KeyRingError(
+                    f"{where} (key id {kid!r}): the key is {len(raw)} bytes after base64 decoding; "
+                    f"it must be exactly {KEY_SIZE}. {_GENERATE_HINT}"
+                )
+            keys[kid] = raw
+            if primary is None:
+                primary = kid
+        return cls(keys, primary=primary)
+
+    @classmethod
+    def from_env(cls, var: str = DEFAULT_KEYS_ENV, environ: Mapping[str, str] | None = None) -> KeyRing:
+        """Read the ring from an environment variable in :meth:`from_string` format (first key primary)."""
+        env = os.environ if environ is None else environ
+        spec = env.get(var)
+        if spec is None:
+            raise KeyRingError(
+                f"environment variable {var!r} is not set; field encryption needs it, formatted as "
+                f"'kid:base64key[,kid:base64key...]' with the primary key first. {_GENERATE_HINT}"
+            )
+        return cls.from_string(spec, source=f"environment variable {var!r}")
+
+    @staticmethod
+    def generate_key() -> bytes:
+        """Return 32 fresh random bytes, suitable as a key."""
+        return os.urandom(KEY_SIZE)
+
+    @property
+    def primary(self) -> str:
+        """The key id new encryptions use."""
+        return self._primary
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every key id in the ring, in insertion order."""
+        return tuple(self._keys)
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(primary={self._primary!r}, ids={self.ids!r})"
+
+    def with_primary(self, kid: str) -> KeyRing:
+        """Return a ring with the same keys and ``kid`` as the primary."""
+        return KeyRing(self._keys, primary=kid)
+
+    def with_key(self, kid: str, key: bytes, *, primary: bool = False) -> KeyRing:
+        """Return a ring with ``kid`` added (decrypt-only unless ``primary``)."""
+        if kid in self._keys:
+            raise KeyRingError(f"key id {kid!r} is already in the ring; key ids are never reused")
+        return KeyRing({**self._keys, kid: key}, primary=kid if primary else self._primary)
+
+    def without_key(self, kid: str) -> KeyRing:
+        """Return a ring without ``kid``; the primary cannot be removed."""
+        if kid not in self._keys:
+            raise KeyRingError(
+                f"key id {kid!r} is not in the ring (it holds {', '.join(map(repr, self._keys))})"
+            )
+        if kid == self._primary:
+            raise KeyRingError(f"key id {kid!r} is the primary; promote another key before removing it")
+        return KeyRing({k: v for k, v in self._keys.items() if k != kid}, primary=self._primary)
+
+    def _cipher(self, kid: str) -> AESGCM | None:
+        return self._ciphers.get(kid)
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """A user-supplied key source (a vault, a KMS-unwrapped file, ...): ``await provider.load()``."""
+
+    async def load(self) -> KeyRing: ...
+
+
+KeySource = KeyRing | KeyProvider | Callable[[], Awaitable[KeyRing]]
+"""What :func:`load_keys` accepts: a ring, a provider, or an async callable returning a ring."""
+
+
+class EnvKeys:
+    """A :class:`KeyProvider` reading :meth:`KeyRing.from_env` (``TURNSTATE_KEYS`` by default)."""
+
+    __slots__ = ("var",)
+
+    def __init__(self, var: str = DEFAULT_KEYS_ENV) -> None:
+        self.var = var
+
+    def __repr__(self) -> str:
+        return f"EnvKeys({self.var!r})"
+
+    async def load(self) -> KeyRing:
+        return KeyRing.from_env(self.var)
+
+
+async def load_keys(source: KeySource) -> KeyRing:
+    """Resolve a key source to a ring; raise KeyRingError if it yields anything else."""
+    if isinstance(source, KeyRing):
+        return source
+    ring = await (source.load() if isinstance(source, KeyProvider) else source())
+    if not isinstance(ring, KeyRing):
+        raise KeyRingError(f"key source {source!r} returned {type(ring).__name__}, not a KeyRing")
+    return ring
+
+
+def is_envelope(value: object) -> bool:
+    """True if ``value`` has the shape of an encrypted-field envelope (it is not checked further)."""
+    return type(value) is dict and len(value) == 1 and type(value.get(ENVELOPE_MARKER)) is str
+
+
+class _Node:
+    """One level of the compiled path patterns: literal children, a ``*`` child, or the end of a pattern."""
+
+    __slots__ = ("children", "star", "terminal")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.star: _Node | None = None
+        self.terminal = False
+
+
+def _insert(node: _Node, segments: Sequence[str]) -> None:
+    for segment in segments:
+        if node.terminal:
+            return  # an ancestor is encrypted as a whole already
+        if segment == "*":
+            if node.star is None:
+                node.star = _Node()
+            node = node.star
+        else:
+            node = node.children.setdefault(segment, _Node())
+    node.terminal = True
+    node.children = {}
+    node.star = None
+
+
+def _merge(a: _Node | None, b: _Node | None) -> _Node | None:
+    if a is None or b is None:
+        return a or b
+    merged = _Node()
+    if a.terminal or b.terminal:
+        merged.terminal = True
+        return merged
+    for segment in a.children.keys() | b.children.keys():
+        child = _merge(a.children.get(segment), b.children.get(segment))
+        if child is not None:
+            merged.children[segment] = child
+    merged.star = _merge(a.star, b.star)
+    return merged
+
+
+def _normalize(node: _Node) -> None:
+    """Fold the ``*`` child into each literal child, so one lookup per field name finds every pattern."""
+    if node.star is not None:
+        node.children = {seg: _merge(child, node.star) or child for seg, child in node.children.items()}
+    for child in node.children.values():
+        _normalize(child)
+    if node.star is not None:
+        _normalize(node.star)
+
+
+def _compile(patterns: Iterable[str]) -> tuple[tuple[str, ...], dict[str, _Node]]:
+    if isinstance(patterns, str):
+        raise EncryptionError(f"paths must be a list of paths, got the single string {patterns!r}")
+    given: list[str] = []
+    roots: dict[str, _Node] = {}
+    for pattern in patterns:
+        segments = parse(pattern)
+        if len(segments) < 2:
+            raise EncryptionError(
+                f"encrypted path {pattern!r} must name a scope and a field, like 'user.email'; "
+                "a whole scope cannot be one envelope"
+            )
+        if segments[0] == "*":
+            raise EncryptionError(f"encrypted path {pattern!r}: the scope must be named, not '*'")
+        if "**" in segments:
+            raise EncryptionError(
+                f"encrypted path {pattern!r}: '**' is not supported; name the object itself to encrypt "
+                "its whole subtree as one value"
+            )
+        _insert(roots.setdefault(segments[0], _Node()), segments[1:])
+        given.append(pattern)
+    for root in roots.values():
+        _normalize(root)
+    return tuple(given), roots
+
+
+_Job = tuple[dict[str, Any], str, tuple[str, ...]]
+
+
+def _plan(
+    node: _Node, data: dict[str, Any], path: tuple[str, ...], jobs: list[_Job]
+) -> dict[str, Any] | None:
+    """Copy ``data`` along matched paths; queue each present matched field. None if nothing matched."""
+    copy: dict[str, Any] | None = None
+    star = node.star
+    items: Iterable[tuple[str, _Node | None]]
+    if star is None:
+        items = node.children.items()
+    else:
+        children = node.children
+        items = ((seg, children.get(seg, star)) for seg in data)
+    for seg, child in items:
+        if child is None or seg not in data:
+            continue
+        if child.terminal:
+            if copy is None:
+                copy = dict(data)
+            jobs.append((copy, seg, (*path, seg)))
+        else:
+            value = data[seg]
+            if type(value) is dict:
+                sub = _plan(child, value, (*path, seg), jobs)
+                if sub is not None:
+                    if copy is None:
+                        copy = dict(data)
+                    copy[seg] = sub
+    return copy
+
+
+def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], found: list[_Job]) -> None:
+    """Collect (container, name, path) for each present matched field, without copying."""
+    star = node.star
+    if star is None:
+        for seg, child in node.children.items():
+            if seg in data:
+                if child.terminal:
+                    found.append((data, seg, (*path, seg)))
+                else:
+                    value = data[seg]
+                    if type(value) is dict:
+                        _visit(child, value, (*path, seg), found)
+    else:
+        children = node.children
+        for seg, value in data.items():
+            child = children.get(seg, star)
+            if child.terminal:
+                found.append((data, seg, (*path, seg)))
+            elif type(value) is dict:
+                _visit(child, value, (*path, seg), found)
+
+
+class FieldEncryption:
+    """Encrypts the declared fields of a scope's data before storage and decrypts them after loading.
+
+    ``paths``: state paths with the scope first, ``*`` matching one field name. ``keys``: the ring.
+    ``allow_plaintext``: migration mode, off by default; plaintext found at a declared path is then
+    returned as is (and encrypted on the next write) instead of raising PlaintextFieldError.
+    """
+
+    __slots__ = ("_allow_plaintext", "_keys", "_paths", "_random", "_roots")
+
+    def __init__(self, paths: Iterable[str], keys: KeyRing, *, allow_plaintext: bool = False) -> None:
+        if not isinstance(keys, KeyRing):
+            raise KeyRingError(
+                f"keys must be a KeyRing, got {type(keys).__name__}; resolve a provider first with "
+                "'await load_keys(source)'"
+            )
+        self._paths, self._roots = _compile(paths)
+        self._keys = keys
+        self._allow_plaintext = bool(allow_plaintext)
+        # Test hook: the known-answer test swaps in a fixed nonce source.
+        self._random: Callable[[int], bytes] = os.urandom
+
+    def __repr__(self) -> str:
+        return (
+            f"FieldEncryption(paths={list(self._paths)!r}, keys={self._keys!r}, "
+            f"allow_plaintext={self._allow_plaintext})"
+        )
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self._paths
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
+
+    @property
+    def allow_plaintext(self) -> bool:
+        return self._allow_plaintext
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Names of the scopes that have at least one encrypted path."""
+        return frozenset(self._roots)
+
+    def with_keys(self, keys: KeyRing) -> FieldEncryption:
+        """Return the same paths and mode over another ring (for example after promoting a key)."""
+        return FieldEncryption(self._paths, keys, allow_plaintext=self._allow_plaintext)
+
+    # -- which fields ------------------------------------------------------------------------------------
+
+    def _locate(self, scope: str, path: Sequence[str]) -> tuple[bool, _Node | None]:
+        """(covered, node reached): covered if ``path`` or an ancestor is a declared field."""
+        node = self._roots.get(scope)
+        for segment in path:
+            if node is None:
+                return False, None
+            if node.terminal:
+                return True, node
+            node = node.children.get(segment, node.star)
+        return (node is not None and node.terminal), node
+
+    def covers(self, scope: str, path: Sequence[str]) -> bool:
+        """True if the value at ``path`` (within ``scope``) is stored inside an envelope."""
+        return self._locate(scope, path)[0]
+
+    def mask(self, scope: str, path: Sequence[str]) -> bool:
+        """True if the value at ``path`` is, or may contain, an encrypted field: keep it out of reprs,
+        logs and messages (use :meth:`redact` to show the rest of a value)."""
+        covered, node = self._locate(scope, path)
+        return covered or node is not None
+
+    def redact(self, scope: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Return a copy of ``data`` with every encrypted field replaced by ``"<encrypted>"``."""
+        root = self._roots.get(scope)
+        if root is None:
+            return dict(data)
+        jobs: list[_Job] = []
+        out = _plan(root, data, (), jobs) or dict(data)
+        for container, name, _ in jobs:
+            container[name] = REDACTED
+        return out
+
+    # -- encryption --------------------------------------------------------------------------------------
+
+    def _ad_prefix(self, kid: str, storage_key: str, scope: str) -> bytes:
+        # The associated data is the JSON array ["v1", kid, storage key, scope, [path...]]; this is its
+        # opening part, to which each field appends its path array and the closing bracket.
+        return _encode((ENVELOPE_VERSION, kid, storage_key, scope))[:-1] + b","
+
+    def encrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Return a new dict in which each present declared field holds its envelope.
+
+        Only the objects along encrypted paths are copied; ``data`` and its values are left untouched.
+        """
+        root = self._roots.get(scope)
+        if root is None:
+            return dict(data)
+        jobs: list[_Job] = []
+        out = _plan(root, data, (), jobs)
+        if out is None:
+            return dict(data)
+        kid = self._keys.primary
+        cipher = self._keys._ciphers[kid]
+        head = f"{ENVELOPE_VERSION}.{kid}."
+        ad_prefix = self._ad_prefix(kid, storage_key, scope)
+        nonces = self._random(NONCE_SIZE * len(jobs))
+        offset = 0
+        for container, name, path in jobs:
+            try:
+                plaintext = _encode(container[name])
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise EncryptionError(
+                    f"cannot encrypt field {_show(scope, path)!r} of {storage_key!r}: a "
+                    f"{type(container[name]).__name__} has no JSON form"
+                ) from exc
+            nonce = nonces[offset : offset + NONCE_SIZE]
+            offset += NONCE_SIZE
+            sealed = cipher.encrypt(nonce, plaintext, ad_prefix + _encode(path) + b"]")
+            container[name] = {ENVELOPE_MARKER: head + _b64url(nonce + sealed)}
+        return out
+
+    def decrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace, in place, each envelope at a declared path by its value; return ``data``.
+
+        Raises DecryptionError (tampered, moved, unknown key id, malformed) or PlaintextFieldError
+        (plaintext at a declared path, unless ``allow_plaintext``), naming the key and path.
+        """
+        root = self._roots.get(scope)
+        if root is None:
+            return data
+        found: list[_Job] = []
+        _visit(root, data, (), found)
+        if not found:
+            return data
+        prefixes: dict[str, bytes] = {}
+        ring = self._keys
+        for container, name, path in found:
+            value = container[name]
+            if type(value) is not dict or ENVELOPE_MARKER not in value:
+                if self._allow_plaintext:
+                    continue
+                raise PlaintextFieldError(storage_key, _show(scope, path))
+            container[name] = self._open(value, scope, storage_key, path, ring, prefixes)
+        return data
+
+    def _open(
+        self,
+        envelope: dict[str, Any],
+        scope: str,
+        storage_key: str,
+        path: tuple[str, ...],
+        ring: KeyRing,
+        prefixes: dict[str, bytes],
+    ) -> Any:
+        text = envelope[ENVELOPE_MARKER]
+        if len(envelope) != 1 or type(text) is not str:
+            raise DecryptionError(
+                storage_key,
+                _show(scope, path),
+                f"malformed envelope: expected exactly {{{ENVELOPE_MARKER!r}: str}}",
+            )
+        parts = text.split(".")
+        if len(parts) != 3 or parts[0] != ENVELOPE_VERSION:
+            version = parts[0] if len(parts) == 3 and re.fullmatch(r"v[0-9]{1,4}", parts[0]) else None
+            reason = (
+                f"envelope format {version!r} is not supported by this release "
+                f"(it reads {ENVELOPE_VERSION!r})"
+                if version
+                else f"malformed envelope: expected '{ENVELOPE_VERSION}.<key id>.<base64url>'"
+            )
+            raise DecryptionError(storage_key, _show(scope, path), reason)
+        kid = parts[1]
+        cipher = ring._ciphers.get(kid)
+        if cipher is None:
+            if not _KEY_ID.match(kid):
+                raise DecryptionError(storage_key, _show(scope, path), "malformed envelope: invalid key id")
+            raise DecryptionError(
+                storage_key,
+                _show(scope, path),
+                f"it was encrypted under key id {kid!r}, which the key ring does not hold "
+                f"(it holds {', '.join(map(repr, ring.ids))}); add that key, decrypt-only, to the ring",
+            )
+        try:
+            raw = _unb64url(parts[2])
+        except (ValueError, binascii.Error) as exc:
+            raise DecryptionError(
+                storage_key, _show(scope, path), "malformed envelope: bad base64url"
+            ) from exc
+        if len(raw) < _MIN_RAW:
+            raise DecryptionError(storage_key, _show(scope, path), "malformed envelope: too short")
+        prefix = prefixes.get(kid)
+        if prefix is None:
+            prefix = prefixes[kid] = self._ad_prefix(kid, storage_key, scope)
+        try:
+            plaintext = cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + _encode(path) + b"]")
+        except InvalidTag as exc:
+            raise DecryptionError(
+                storage_key,
+                _show(scope, path),
+                "authentication failed: the value was altered, copied from another document or field, or "
+                f"encrypted with a different key that has the same id {kid!r}",
+            ) from exc
+        try:
+            return _decode(plaintext)
+        except msgspec.DecodeError as exc:
+            raise DecryptionError(
+                storage_key,
+                _show(scope, path),
+                "the decrypted bytes are not JSON (written by another program?)",
+            ) from exc
+
+    def needs_reencrypt(self, scope: str, data: dict[str, Any]) -> bool:
+        """True if stored ``data`` has a declared field not held in an envelope under the primary key
+        (an older key, plaintext, or something malformed that decrypt_data will reject)."""
+        root = self._roots.get(scope)
+        if root is None:
+            return False
+        found: list[_Job] = []
+        _visit(root, data, (), found)
+        head = f"{ENVELOPE_VERSION}.{self._keys.primary}."
+        for container, name, _ in found:
+            value = container[name]
+            if not is_envelope(value) or not value[ENVELOPE_MARKER].startswith(head):
+                return True
+        return False
+
+
+def _show(scope: str, path: tuple[str, ...]) -> str:
+    return join(scope, *path)

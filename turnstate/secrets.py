@@ -1,0 +1,189 @@
+"""The secrets guard: refuse to store values that look like credentials.
+
+State outlives the token it would hold and is read by more code than the token's audience, so bearer
+tokens, JWTs and API keys do not belong there: store a reference (a Key Vault secret name) or get the
+token from the token service when it is needed. :func:`find_secret` spots the common shapes; it is
+tuned to let ordinary text through, and it is cheap for short strings.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from turnstate.paths import escape
+
+_MIN_LENGTH = 20
+"""No shape we look for is shorter than this, so shorter strings are passed without any search."""
+
+# Patterns start with a literal so the regex engine can skip ahead quickly; the word boundary before a
+# match is checked in code. Shapes are grouped by one character every match contains: a one-character
+# test is far cheaper than a substring or regex search, so text without that character skips the whole
+# group. Within a group, each entry is (a substring every match contains, the pattern, its description).
+_Shape = tuple[str, re.Pattern[str], str]
+_GROUPS: tuple[tuple[str, tuple[_Shape, ...]], ...] = (
+    (
+        "_",
+        (
+            ("gh", re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), "a GitHub token ('ghp_...')"),
+            (
+                "github_pat_",
+                re.compile(r"github_pat_[A-Za-z0-9_]{40,}"),
+                "a GitHub token ('github_pat_...')",
+            ),
+            (
+                "k_",
+                re.compile(r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+                "a Stripe secret key ('sk_live_...')",
+            ),
+        ),
+    ),
+    (
+        "-",
+        (
+            ("xox", re.compile(r"xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}"), "a Slack token ('xoxb-...')"),
+            (
+                "xapp-",
+                re.compile(r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{16,}"),
+                "a Slack app token ('xapp-...')",
+            ),
+            ("glpat-", re.compile(r"glpat-[A-Za-z0-9_-]{20,}"), "a GitLab token ('glpat-...')"),
+            ("PRIVATE KEY", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a PEM private key"),
+        ),
+    ),
+    (
+        "=",
+        (
+            ("AccountKey=", re.compile(r"AccountKey=[A-Za-z0-9+/]{40,}"), "an Azure storage account key"),
+            (
+                "SharedAccessKey=",
+                re.compile(r"SharedAccessKey=[A-Za-z0-9+/]{30,}"),
+                "an Azure shared access key",
+            ),
+        ),
+    ),
+    (
+        "A",
+        (
+            ("AKIA", re.compile(r"AKIA[A-Z0-9]{16}\b"), "an AWS access key id ('AKIA...')"),
+            ("ASIA", re.compile(r"ASIA[A-Z0-9]{16}\b"), "an AWS temporary access key id ('ASIA...')"),
+            ("AIza", re.compile(r"AIza[A-Za-z0-9_-]{35}"), "a Google API key ('AIza...')"),
+        ),
+    ),
+)
+
+# Shapes that need a closer look at the match before they count.
+_SK = re.compile(r"sk-(?:[a-z]{2,8}-)?[A-Za-z0-9_-]{20,}")
+_BEARER = re.compile(r"(?:[Bb]earer|BEARER)\s+([A-Za-z0-9._~+/-]{16,}=*)")
+_JWT = re.compile(r"eyJ([A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+_DIGIT = re.compile(r"[0-9]")
+
+_JWT_NAME = "a JWT (three base64url segments with a JSON header)"
+_BEARER_NAME = "a bearer token ('Bearer ...')"
+_SK_NAME = "an API secret key ('sk-...')"
+
+
+def _random_looking(token: str) -> bool:
+    """True if the token mixes at least two of lowercase, uppercase and digits, as generated ones do."""
+    lower = token.upper() != token
+    upper = token.lower() != token
+    digit = _DIGIT.search(token) is not None
+    return lower + upper + digit >= 2
+
+
+def _jwt_header(segment: str) -> bool:
+    """True if ``"eyJ" + segment`` is base64url of a JSON object naming an algorithm or type."""
+    text = "eyJ" + segment
+    try:
+        raw = binascii.a2b_base64(
+            (text + "=" * (-len(text) % 4)).replace("-", "+").replace("_", "/"), strict_mode=True
+        )
+        header = msgspec.json.decode(raw)
+    except (binascii.Error, msgspec.DecodeError):
+        return False
+    return type(header) is dict and ("alg" in header or "typ" in header or "enc" in header)
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """Matches of ``pattern`` that start a word (not preceded by a letter or digit)."""
+    for match in pattern.finditer(text):
+        start = match.start()
+        if start == 0 or not text[start - 1].isalnum():
+            yield match
+
+
+def _check_string(text: str) -> str | None:
+    if "." in text and "eyJ" in text:
+        for match in _matches(_JWT, text):
+            if _jwt_header(match.group(1)):
+                return _JWT_NAME
+    if "earer" in text or ("E" in text and "EARER" in text):
+        for match in _matches(_BEARER, text):
+            if _random_looking(match.group(1)):
+                return _BEARER_NAME
+    if "-" in text and "sk-" in text:
+        for match in _matches(_SK, text):
+            if _random_looking(match.group(0)[3:]):
+                return _SK_NAME
+    for gate, shapes in _GROUPS:
+        if gate in text:
+            for marker, pattern, name in shapes:
+                if marker in text and next(_matches(pattern, text), None) is not None:
+                    return name
+    return None
+
+
+def _where(location: list[str | int]) -> str:
+    parts: list[str] = []
+    for step in location:
+        if type(step) is int:
+            parts.append(f"[{step}]")
+        else:
+            parts.append(("." if parts else "") + escape(str(step)))
+    return "".join(parts)
+
+
+def find_secret(value: Any) -> str | None:
+    """Describe what in ``value`` looks like a credential, or return None.
+
+    ``value`` is JSON-like (str, dict, list, tuple, numbers, None); object keys are checked too. The
+    description names the kind of credential and where it sits inside ``value`` (as ``'auth.token'``
+    or ``'tokens[0]'``), never the text itself.
+    """
+    if type(value) is str:
+        if len(value) < _MIN_LENGTH:
+            return None
+        return _check_string(value)
+    if type(value) is not dict and type(value) is not list and type(value) is not tuple:
+        return None
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        current, location = stack.pop()
+        if type(current) is dict:
+            for key, item in current.items():
+                if type(key) is str and len(key) >= _MIN_LENGTH:
+                    found = _check_string(key)
+                    if found is not None:
+                        return f"{found} as a field name in {_where(location) or 'the value'!r}"
+                if type(item) is str:
+                    if len(item) >= _MIN_LENGTH:
+                        found = _check_string(item)
+                        if found is not None:
+                            return f"{found} in {_where([*location, key])!r}"
+                elif type(item) is dict or type(item) is list or type(item) is tuple:
+                    stack.append((item, [*location, key]))
+        else:
+            for index, item in enumerate(current):
+                if type(item) is str:
+                    if len(item) >= _MIN_LENGTH:
+                        found = _check_string(item)
+                        if found is not None:
+                            return f"{found} in {_where([*location, index])!r}"
+                elif type(item) is dict or type(item) is list or type(item) is tuple:
+                    stack.append((item, [*location, index]))
+    return None
