@@ -138,9 +138,17 @@ def _check_string(text: str) -> str | None:
     return None
 
 
-def _where(location: list[str | int]) -> str:
+_Location = tuple["_Location", str | int] | None
+"""Where a value sits: (parent location, field name or list index), None for the top."""
+
+
+def _where(location: _Location, last: str | int | None = None) -> str:
+    steps: list[str | int] = [] if last is None else [last]
+    while location is not None:
+        location, step = location
+        steps.append(step)
     parts: list[str] = []
-    for step in location:
+    for step in reversed(steps):
         if type(step) is int:
             parts.append(f"[{step}]")
         else:
@@ -161,29 +169,21 @@ def find_secret(value: Any) -> str | None:
         return _check_string(value)
     if type(value) is not dict and type(value) is not list and type(value) is not tuple:
         return None
-    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    # Iterative, so any nesting depth works; locations are linked to their parent, not copied.
+    stack: list[tuple[Any, _Location]] = [(value, None)]
     while stack:
         current, location = stack.pop()
-        if type(current) is dict:
-            for key, item in current.items():
-                if type(key) is str and len(key) >= _MIN_LENGTH:
-                    found = _check_string(key)
+        pairs = current.items() if type(current) is dict else enumerate(current)
+        for key, item in pairs:
+            if type(key) is str and len(key) >= _MIN_LENGTH:
+                found = _check_string(key)
+                if found is not None:
+                    return f"{found} as a field name in {_where(location) or 'the value'!r}"
+            if type(item) is str:
+                if len(item) >= _MIN_LENGTH:
+                    found = _check_string(item)
                     if found is not None:
-                        return f"{found} as a field name in {_where(location) or 'the value'!r}"
-                if type(item) is str:
-                    if len(item) >= _MIN_LENGTH:
-                        found = _check_string(item)
-                        if found is not None:
-                            return f"{found} in {_where([*location, key])!r}"
-                elif type(item) is dict or type(item) is list or type(item) is tuple:
-                    stack.append((item, [*location, key]))
-        else:
-            for index, item in enumerate(current):
-                if type(item) is str:
-                    if len(item) >= _MIN_LENGTH:
-                        found = _check_string(item)
-                        if found is not None:
-                            return f"{found} in {_where([*location, index])!r}"
-                elif type(item) is dict or type(item) is list or type(item) is tuple:
-                    stack.append((item, [*location, index]))
+                        return f"{found} in {_where(location, key)!r}"
+            elif type(item) is dict or type(item) is list or type(item) is tuple:
+                stack.append((item, (location, key)))
     return None

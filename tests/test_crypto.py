@@ -1,0 +1,599 @@
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import re
+from typing import Any
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from turnstate.crypto import (
+    ENVELOPE_MARKER,
+    REDACTED,
+    EnvKeys,
+    FieldEncryption,
+    KeyRing,
+    is_envelope,
+    load_keys,
+)
+from turnstate.errors import (
+    DecryptionError,
+    EncryptionError,
+    KeyRingError,
+    PathError,
+    PlaintextFieldError,
+    TurnStateError,
+)
+
+KEY1 = bytes(range(32))
+KEY2 = bytes(range(100, 132))
+SECRET = "alice@example.com"
+
+
+def ring1() -> KeyRing:
+    return KeyRing({"k1": KEY1})
+
+
+def fixed_nonce(enc: FieldEncryption) -> FieldEncryption:
+    enc._random = lambda n: bytes(n)
+    return enc
+
+
+def user_enc(**kwargs: Any) -> FieldEncryption:
+    return FieldEncryption(["user.email", "user.phone", "user.profile"], ring1(), **kwargs)
+
+
+def envelope_text(data: dict[str, Any], name: str) -> str:
+    value = data[name]
+    assert is_envelope(value)
+    text = value[ENVELOPE_MARKER]
+    assert isinstance(text, str)
+    return text
+
+
+# -- the envelope format -------------------------------------------------------------------------------
+
+
+def test_known_answer_pins_the_envelope_format() -> None:
+    """Fixed key, nonce, key, path and value give exactly this envelope."""
+    enc = fixed_nonce(user_enc())
+    out = enc.encrypt_data("user", "user/u1", {"email": SECRET})
+    assert out == {"email": {"$enc": "v1.k1.AAAAAAAAAAAAAAAALN3Zt9ZJw9hwycRFdEm_-r0udCsb2n-YL2o1btYKeJZkA20"}}
+
+
+def test_known_answer_decrypts_with_the_documented_associated_data() -> None:
+    """The envelope is nonce || AES-GCM(JSON value) with AD ["v1", kid, storage key, scope, [path]]."""
+    enc = fixed_nonce(FieldEncryption(["conversation.incident.a\\.b"], ring1()))
+    out = enc.encrypt_data("conversation", "conversation/c=1", {"incident": {"a.b": {"n": [1, "x"]}}})
+    version, kid, body = envelope_text(out["incident"], "a.b").split(".")
+    assert (version, kid) == ("v1", "k1")
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert raw[:12] == bytes(12)
+    ad = b'["v1","k1","conversation/c=1","conversation",["incident","a.b"]]'
+    assert AESGCM(KEY1).decrypt(raw[:12], raw[12:], ad) == b'{"n":[1,"x"]}'
+
+
+def test_each_encryption_uses_a_fresh_nonce() -> None:
+    enc = user_enc()
+    first = envelope_text(enc.encrypt_data("user", "user/u1", {"email": SECRET}), "email")
+    second = envelope_text(enc.encrypt_data("user", "user/u1", {"email": SECRET}), "email")
+    assert first != second
+    assert first.split(".")[2][:16] != second.split(".")[2][:16]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        SECRET,
+        "",
+        "ünïcødé 🙂",
+        0,
+        -7,
+        2**62,
+        1.5,
+        True,
+        False,
+        None,
+        [1, "a", None],
+        {"a": {"b": [1, 2]}},
+        {},
+    ],
+)
+def test_any_json_value_round_trips(value: Any) -> None:
+    enc = user_enc()
+    stored = enc.encrypt_data("user", "user/u1", {"email": value, "plain": 1})
+    assert is_envelope(stored["email"])
+    assert stored["plain"] == 1
+    # Storage round trip through JSON, as the document format does it.
+    loaded = msgspec.json.decode(msgspec.json.encode(stored))
+    assert enc.decrypt_data("user", "user/u1", loaded) == {"email": value, "plain": 1}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**63 - 1)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    ),
+    name=st.text(min_size=1, max_size=12),
+    key=st.text(min_size=1, max_size=40),
+)
+def test_round_trip_property(value: Any, name: str, key: str) -> None:
+    """Any JSON value under any field name and storage key decrypts to itself; the input is untouched."""
+    from turnstate.paths import join
+
+    enc = FieldEncryption([join("user", "box", name)], ring1())
+    data = {"box": {name: value, "other": 1}}
+    before = copy.deepcopy(data)
+    stored = enc.encrypt_data("user", key, data)
+    assert data == before
+    assert is_envelope(stored["box"][name])
+    loaded = msgspec.json.decode(msgspec.json.encode(stored))
+    assert enc.decrypt_data("user", key, loaded) == msgspec.json.decode(msgspec.json.encode(before))
+
+
+# -- binding to document and field ---------------------------------------------------------------------
+
+
+def test_ciphertext_swapped_between_users_fails() -> None:
+    enc = user_enc()
+    alice = enc.encrypt_data("user", "user/alice", {"email": SECRET})
+    with pytest.raises(DecryptionError) as info:
+        enc.decrypt_data("user", "user/mallory", {"email": alice["email"]})
+    assert info.value.key == "user/mallory"
+    assert info.value.path == "user.email"
+    assert "authentication failed" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_ciphertext_swapped_between_fields_fails() -> None:
+    enc = user_enc()
+    stored = enc.encrypt_data("user", "user/alice", {"email": SECRET, "phone": "+1 555 0100"})
+    swapped = {"email": stored["phone"], "phone": stored["email"]}
+    with pytest.raises(DecryptionError, match=re.escape("'user.email'")):
+        enc.decrypt_data("user", "user/alice", swapped)
+
+
+def test_ciphertext_swapped_between_scopes_with_the_same_key_fails() -> None:
+    enc = FieldEncryption(["user.email", "private.email"], ring1())
+    stored = enc.encrypt_data("user", "shared-key", {"email": SECRET})
+    with pytest.raises(DecryptionError):
+        enc.decrypt_data("private", "shared-key", stored)
+
+
+def test_key_id_relabelled_fails() -> None:
+    """The key id is bound too: an envelope relabelled to another key of the ring does not open."""
+    ring = KeyRing({"k1": KEY1, "k2": KEY1}, primary="k1")
+    enc = FieldEncryption(["user.email"], ring)
+    text = envelope_text(enc.encrypt_data("user", "user/a", {"email": SECRET}), "email")
+    relabelled = {"email": {"$enc": text.replace("v1.k1.", "v1.k2.", 1)}}
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        enc.decrypt_data("user", "user/a", relabelled)
+
+
+@pytest.mark.parametrize("position", [0, 5, 11, 12, 20, -16, -1])
+def test_flipped_bit_fails(position: int) -> None:
+    """A single flipped bit in the nonce, ciphertext or tag is detected."""
+    enc = user_enc()
+    version, kid, body = envelope_text(enc.encrypt_data("user", "user/a", {"email": SECRET}), "email").split(
+        "."
+    )
+    raw = bytearray(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    raw[position] ^= 0x01
+    tampered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        enc.decrypt_data("user", "user/a", {"email": {"$enc": f"{version}.{kid}.{tampered}"}})
+
+
+def test_unknown_key_id_fails_and_names_it() -> None:
+    old = FieldEncryption(["user.email"], KeyRing({"old": KEY2}))
+    stored = old.encrypt_data("user", "user/a", {"email": SECRET})
+    with pytest.raises(DecryptionError) as info:
+        user_enc().decrypt_data("user", "user/a", stored)
+    message = str(info.value)
+    assert "'old'" in message and "does not hold" in message and "'k1'" in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("envelope", "reason"),
+    [
+        ({"$enc": 1}, "malformed envelope"),
+        ({"$enc": "v1.k1.AAAA", "x": 1}, "malformed envelope"),
+        ({"$enc": "garbage"}, "malformed envelope"),
+        ({"$enc": "v1.k1"}, "malformed envelope"),
+        ({"$enc": "v1.k.1.AAAA"}, "malformed envelope"),
+        ({"$enc": "v9.k1.AAAA"}, "'v9' is not supported"),
+        ({"$enc": "v1.k1.!!!!"}, "bad base64url"),
+        ({"$enc": "v1.k1.AA+A"}, "bad base64url"),
+        ({"$enc": "v1.k1.AAAA=="}, "bad base64url"),
+        ({"$enc": "v1.k1.AAAAAAAA"}, "too short"),
+        ({"$enc": "v1.k/1.AAAA"}, "invalid key id"),
+    ],
+)
+def test_malformed_envelope_fails(envelope: dict[str, Any], reason: str) -> None:
+    with pytest.raises(DecryptionError, match=reason) as info:
+        user_enc().decrypt_data("user", "user/a", {"email": envelope})
+    assert info.value.key == "user/a"
+
+
+# -- plaintext at declared paths -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [SECRET, 42, None, ["a"], {"nested": SECRET}])
+def test_plaintext_at_a_declared_path_raises(value: Any) -> None:
+    with pytest.raises(PlaintextFieldError) as info:
+        user_enc().decrypt_data("user", "user/a", {"email": value})
+    assert info.value.key == "user/a" and info.value.path == "user.email"
+    assert SECRET not in str(info.value)
+    assert "allow_plaintext" in str(info.value)
+
+
+def test_migration_mode_reads_plaintext_and_encrypts_it_on_write() -> None:
+    enc = user_enc(allow_plaintext=True)
+    stored = {"email": SECRET, "other": 1}
+    assert enc.needs_reencrypt("user", stored)
+    data = enc.decrypt_data("user", "user/a", stored)
+    assert data == {"email": SECRET, "other": 1}
+    rewritten = enc.encrypt_data("user", "user/a", data)
+    assert is_envelope(rewritten["email"])
+    assert not enc.needs_reencrypt("user", rewritten)
+    # A strict reader accepts what the migration wrote.
+    assert user_enc().decrypt_data("user", "user/a", rewritten)["email"] == SECRET
+
+
+def test_migration_mode_still_rejects_tampered_envelopes() -> None:
+    enc = user_enc(allow_plaintext=True)
+    with pytest.raises(DecryptionError):
+        enc.decrypt_data(
+            "user", "user/a", {"email": {"$enc": "v1.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}
+        )
+
+
+# -- copying and mutation ------------------------------------------------------------------------------
+
+
+def test_encrypt_data_does_not_mutate_and_copies_only_along_encrypted_paths() -> None:
+    enc = FieldEncryption(["conversation.incident.reporter.*"], ring1())
+    untouched = {"big": list(range(10))}
+    data = {
+        "incident": {"reporter": {"name": "Bob", "phone": "1"}, "status": "open"},
+        "history": untouched,
+    }
+    before = copy.deepcopy(data)
+    out = enc.encrypt_data("conversation", "conversation/c", data)
+    assert data == before
+    assert out is not data
+    assert out["history"] is untouched
+    assert out["incident"] is not data["incident"]
+    assert out["incident"]["status"] == "open"
+    assert all(is_envelope(v) for v in out["incident"]["reporter"].values())
+
+
+def test_encrypt_data_returns_a_new_dict_when_nothing_is_encrypted() -> None:
+    enc = user_enc()
+    for scope, data in (("user", {"name": "x"}), ("conversation", {"email": "x"})):
+        out = enc.encrypt_data(scope, f"{scope}/a", data)
+        assert out == data and out is not data
+
+
+def test_decrypt_data_works_in_place_and_returns_the_same_dict() -> None:
+    enc = user_enc()
+    stored = enc.encrypt_data("user", "user/a", {"email": SECRET})
+    assert enc.decrypt_data("user", "user/a", stored) is stored
+    assert stored == {"email": SECRET}
+
+
+# -- path patterns -------------------------------------------------------------------------------------
+
+
+def test_star_matches_exactly_one_segment() -> None:
+    enc = FieldEncryption(["conversation.incident.reporter.*"], ring1())
+    assert enc.covers("conversation", ("incident", "reporter", "name"))
+    assert enc.covers("conversation", ("incident", "reporter", "name", "first"))  # inside the envelope
+    assert not enc.covers("conversation", ("incident", "reporter"))
+    assert not enc.covers("conversation", ("incident", "owner", "name"))
+    out = enc.encrypt_data(
+        "conversation",
+        "conversation/c",
+        {"incident": {"reporter": {"name": {"first": "Bob"}}, "owner": "Eve"}},
+    )
+    assert is_envelope(out["incident"]["reporter"]["name"])
+    assert out["incident"]["owner"] == "Eve"
+
+
+def test_a_path_naming_an_object_encrypts_it_whole() -> None:
+    enc = fixed_nonce(user_enc())
+    out = enc.encrypt_data("user", "user/a", {"profile": {"name": "A", "tags": ["x"]}})
+    assert is_envelope(out["profile"])
+    assert enc.decrypt_data("user", "user/a", out) == {"profile": {"name": "A", "tags": ["x"]}}
+
+
+def test_overlapping_patterns_encrypt_the_outermost_value_once() -> None:
+    enc = FieldEncryption(["conversation.a.*.x", "conversation.a.b", "conversation.a.b.y"], ring1())
+    data = {"a": {"b": {"x": 1, "y": 2}, "c": {"x": 3, "y": 4}}}
+    out = enc.encrypt_data("conversation", "conversation/c", data)
+    assert is_envelope(out["a"]["b"])
+    assert is_envelope(out["a"]["c"]["x"]) and out["a"]["c"]["y"] == 4
+    assert enc.decrypt_data("conversation", "conversation/c", out) == data
+
+
+def test_escaped_dot_addresses_a_field_name_with_a_dot() -> None:
+    enc = FieldEncryption(["user.a\\.b"], ring1())
+    out = enc.encrypt_data("user", "user/u", {"a.b": SECRET, "a": {"b": "plain"}})
+    assert is_envelope(out["a.b"]) and out["a"] == {"b": "plain"}
+
+
+def test_values_that_are_not_objects_are_not_walked_into() -> None:
+    enc = FieldEncryption(["user.profile.email"], ring1())
+    for data in ({"profile": "text"}, {"profile": ["email"]}, {"profile": None}, {}):
+        assert enc.encrypt_data("user", "user/u", data) == data
+        assert enc.decrypt_data("user", "user/u", copy.deepcopy(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        (["user"], "must name a scope and a field"),
+        (["*.email"], "the scope must be named"),
+        (["user.**"], "'\\*\\*' is not supported"),
+        ("user.email", "single string"),
+    ],
+)
+def test_bad_patterns_are_rejected(paths: Any, message: str) -> None:
+    with pytest.raises(EncryptionError, match=message):
+        FieldEncryption(paths, ring1())
+
+
+def test_malformed_path_raises_path_error() -> None:
+    with pytest.raises(PathError):
+        FieldEncryption(["user..email"], ring1())
+
+
+def test_scopes_covers_mask_and_redact() -> None:
+    enc = FieldEncryption(["user.email", "conversation.incident.reporter.*"], ring1())
+    assert enc.scopes == {"user", "conversation"}
+    assert enc.covers("user", ("email",)) and not enc.covers("user", ("name",))
+    assert not enc.covers("private", ("email",))
+    # mask: the value is or contains an encrypted field.
+    assert enc.mask("conversation", ("incident",))
+    assert enc.mask("conversation", ())
+    assert enc.mask("conversation", ("incident", "reporter", "name", "x"))
+    assert not enc.mask("conversation", ("incident", "status"))
+    assert not enc.mask("temp", ("email",))
+    data = {"incident": {"reporter": {"name": SECRET}, "status": "open"}}
+    assert enc.redact("conversation", data) == {
+        "incident": {"reporter": {"name": REDACTED}, "status": "open"}
+    }
+    assert data["incident"]["reporter"]["name"] == SECRET
+
+
+def test_unencodable_value_raises_without_showing_it() -> None:
+    class Opaque:
+        def __repr__(self) -> str:
+            return SECRET
+
+    with pytest.raises(EncryptionError, match=re.escape("'user.email' of 'user/a'")) as info:
+        user_enc().encrypt_data("user", "user/a", {"email": Opaque()})
+    assert SECRET not in str(info.value)
+
+
+# -- needs_reencrypt and rotation ----------------------------------------------------------------------
+
+
+def test_rotation_keeps_documents_readable_and_new_writes_use_the_new_key() -> None:
+    old = user_enc()
+    stored_old = old.encrypt_data("user", "user/a", {"email": SECRET, "phone": "1"})
+    ring = old.keys.with_key("k2", KEY2, primary=True)
+    new = old.with_keys(ring)
+    assert new.needs_reencrypt("user", stored_old)
+    assert new.decrypt_data("user", "user/a", copy.deepcopy(stored_old)) == {"email": SECRET, "phone": "1"}
+    stored_new = new.encrypt_data("user", "user/a", {"email": SECRET, "phone": "1"})
+    assert envelope_text(stored_new, "email").startswith("v1.k2.")
+    assert not new.needs_reencrypt("user", stored_new)
+    # Mixed documents (one field under each key) need rewriting, and read.
+    mixed = {"email": stored_old["email"], "phone": stored_new["phone"]}
+    assert new.needs_reencrypt("user", mixed)
+    assert new.decrypt_data("user", "user/a", mixed) == {"email": SECRET, "phone": "1"}
+    # Once the old key is gone, old envelopes fail closed.
+    with pytest.raises(DecryptionError, match="'k1'"):
+        new.with_keys(ring.without_key("k1")).decrypt_data("user", "user/a", stored_old)
+
+
+def test_needs_reencrypt_flags_anything_not_under_the_primary() -> None:
+    enc = user_enc()
+    assert not enc.needs_reencrypt("user", {})
+    assert not enc.needs_reencrypt("conversation", {"email": SECRET})
+    assert enc.needs_reencrypt("user", {"email": SECRET})
+    assert enc.needs_reencrypt("user", {"email": {"$enc": "nonsense"}})
+    assert enc.needs_reencrypt("user", {"email": {"$enc": "v1.k10.AAAA"}})
+
+
+# -- the key ring --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "primary", "message"),
+    [
+        ({"k1": bytes(31)}, None, "'k1' is 31 bytes"),
+        ({"k1": bytes(33)}, None, "'k1' is 33 bytes"),
+        ({"k1": "a" * 32}, None, "is a str"),
+        ({"k1": 12}, None, "must be bytes"),
+        ({}, None, "at least one key"),
+        ({"": KEY1}, None, "key id '' is invalid"),
+        ({"a.b": KEY1}, None, "no '.'"),
+        ({"x" * 65: KEY1}, None, "is invalid"),
+        ({"k1": KEY1, "k2": KEY2}, None, "needs primary"),
+        ({"k1": KEY1}, "k2", "'k2' is not in the ring"),
+    ],
+)
+def test_key_ring_validates_at_construction(keys: Any, primary: str | None, message: str) -> None:
+    with pytest.raises(KeyRingError, match=message):
+        KeyRing(keys, primary=primary)
+
+
+def test_key_ring_errors_are_value_errors_in_the_tree() -> None:
+    assert issubclass(KeyRingError, ValueError) and issubclass(KeyRingError, TurnStateError)
+
+
+def test_key_ring_rotation_operations() -> None:
+    ring = ring1().with_key("k2", KEY2)
+    assert ring.primary == "k1" and ring.ids == ("k1", "k2") and "k2" in ring and len(ring) == 2
+    promoted = ring.with_primary("k2")
+    assert promoted.primary == "k2" and ring.primary == "k1"
+    with pytest.raises(KeyRingError, match="already in the ring"):
+        ring.with_key("k2", KEY1)
+    with pytest.raises(KeyRingError, match="not in the ring"):
+        ring.with_primary("k3")
+    with pytest.raises(KeyRingError, match="is the primary"):
+        promoted.without_key("k2")
+    with pytest.raises(KeyRingError, match="not in the ring"):
+        promoted.without_key("k3")
+    assert promoted.without_key("k1").ids == ("k2",)
+    assert len(KeyRing.generate_key()) == 32
+
+
+def b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def test_from_env_reads_ids_and_makes_the_first_primary() -> None:
+    spec = f" new:{base64.urlsafe_b64encode(KEY2).decode().rstrip('=')} , old:{b64(KEY1)} "
+    ring = KeyRing.from_env("KEYS", environ={"KEYS": spec})
+    assert ring.primary == "new" and ring.ids == ("new", "old")
+    # The parsed keys are the real ones: what one ring encrypts, an equal ring decrypts.
+    enc = FieldEncryption(["user.email"], ring)
+    stored = enc.encrypt_data("user", "user/a", {"email": SECRET})
+    same = FieldEncryption(["user.email"], KeyRing({"new": KEY2}))
+    assert same.decrypt_data("user", "user/a", stored) == {"email": SECRET}
+
+
+def test_from_env_with_the_variable_unset_fails_at_start() -> None:
+    with pytest.raises(KeyRingError, match="'TURNSTATE_KEYS' is not set"):
+        KeyRing.from_env(environ={})
+
+
+def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TURNSTATE_KEYS", f"k1:{b64(KEY1)}")
+    assert KeyRing.from_env().ids == ("k1",)
+    monkeypatch.delenv("TURNSTATE_KEYS")
+    with pytest.raises(KeyRingError, match="not set"):
+        KeyRing.from_env()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        (f"k1:{b64(bytes(31))}", "entry 1 \\(key id 'k1'\\): the key is 31 bytes"),
+        (f"k1:{b64(KEY1)},k2:{b64(bytes(64))}", "entry 2 \\(key id 'k2'\\): the key is 64 bytes"),
+        (f"k1{b64(KEY1)}", "has no ':'"),
+        (f"k1:{b64(KEY1)},k1:{b64(KEY2)}", "'k1' appears more than once"),
+        (f"a.b:{b64(KEY1)}", "no '.'"),
+        (f":{b64(KEY1)}", "key id '' is invalid"),
+        ("k1:not base64 at all!", "not valid base64"),
+        ("k1:ключ", "not valid base64"),
+    ],
+)
+def test_from_env_rejects_bad_specs_without_showing_key_text(spec: str, message: str) -> None:
+    with pytest.raises(KeyRingError, match=message) as info:
+        KeyRing.from_env("KEYS", environ={"KEYS": spec})
+    assert "'KEYS'" in str(info.value)
+    for part in spec.split(","):
+        text = part.partition(":")[2].strip()
+        if len(text) > 4:
+            assert text not in str(info.value)
+
+
+async def test_load_keys_accepts_rings_providers_and_async_callables(monkeypatch: pytest.MonkeyPatch) -> None:
+    ring = ring1()
+
+    class Vault:
+        async def load(self) -> KeyRing:
+            return ring
+
+    async def from_callable() -> KeyRing:
+        return ring
+
+    async def wrong() -> Any:
+        return {"k1": KEY1}
+
+    assert await load_keys(ring) is ring
+    assert await load_keys(Vault()) is ring
+    assert await load_keys(from_callable) is ring
+    monkeypatch.setenv("MY_KEYS", f"env:{b64(KEY1)}")
+    assert (await load_keys(EnvKeys("MY_KEYS"))).ids == ("env",)
+    with pytest.raises(KeyRingError, match="returned dict, not a KeyRing"):
+        await load_keys(wrong)
+
+
+def test_field_encryption_needs_a_resolved_ring() -> None:
+    with pytest.raises(KeyRingError, match="load_keys"):
+        FieldEncryption(["user.email"], EnvKeys())  # type: ignore[arg-type]
+
+
+# -- nothing secret in messages or reprs ---------------------------------------------------------------
+
+
+def _key_forms(key: bytes) -> list[str]:
+    return [
+        key.hex(),
+        base64.b64encode(key).decode(),
+        base64.urlsafe_b64encode(key).decode().rstrip("="),
+        repr(key),
+    ]
+
+
+def _all_text(exc: BaseException) -> str:
+    parts = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        parts.append(f"{seen!s} {seen!r}")
+        seen = seen.__cause__ or seen.__context__
+    return " ".join(parts)
+
+
+def test_no_message_or_repr_contains_plaintext_or_key_bytes() -> None:
+    key = os.urandom(32)
+    ring = KeyRing({"k1": key, "k2": KEY2}, primary="k1")
+    enc = FieldEncryption(["user.email", "user.profile"], ring)
+    stored = enc.encrypt_data("user", "user/a", {"email": SECRET, "profile": {"name": SECRET}})
+    texts = [repr(ring), str(ring), repr(enc), repr(EnvKeys()), repr(enc.redact("user", {"email": SECRET}))]
+    failures: list[BaseException] = []
+
+    def collect(call: Any) -> None:
+        try:
+            call()
+        except TurnStateError as exc:
+            failures.append(exc)
+        else:  # pragma: no cover - each call below must fail
+            raise AssertionError("expected an error")
+
+    collect(lambda: enc.decrypt_data("user", "user/b", copy.deepcopy(stored)))
+    collect(lambda: enc.decrypt_data("user", "user/a", {"email": stored["profile"]}))
+    collect(lambda: enc.decrypt_data("user", "user/a", {"email": SECRET}))
+    collect(lambda: enc.decrypt_data("user", "user/a", {"email": {"$enc": SECRET}}))
+    collect(
+        lambda: FieldEncryption(["user.email"], KeyRing({"k2": KEY2})).decrypt_data("user", "user/a", stored)
+    )
+    collect(lambda: KeyRing({"k1": key[:31]}))
+    collect(lambda: KeyRing.from_string(f"k1:{b64(key[:31])}"))
+    collect(lambda: KeyRing.from_string(f"k1:{b64(key)}!"))
+    collect(lambda: KeyRing({"k1": b64(key)}))  # type: ignore[dict-item]
+    texts += [_all_text(exc) for exc in failures]
+    for text in texts:
+        assert SECRET not in text
+        for form in [*_key_forms(key), *_key_forms(key[:31])]:
+            assert form not in text
+        assert "alice" not in text
