@@ -11,6 +11,7 @@ markers; it is omitted when empty. Unknown ``meta`` entries are preserved by rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ FORMAT_VERSION = 1
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
     v: int
     data: msgspec.Raw
-    meta: dict[str, Any] = {}
+    meta: dict[str, msgspec.Raw] = {}
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
@@ -33,11 +34,14 @@ _PREFIX = b'{"v":1,"data":'
 
 
 class Document(msgspec.Struct, gc=False):
-    """A decoded document: its fields, the exact bytes they were stored as, and its metadata."""
+    """A decoded document: its fields, the exact bytes they were stored as, and its metadata.
+
+    Metadata entries stay encoded (``msgspec.Raw``) until someone needs one.
+    """
 
     data: dict[str, Any]
     data_bytes: bytes
-    meta: dict[str, Any]
+    meta: dict[str, msgspec.Raw]
 
 
 def decode(key: str, value: bytes) -> Document:
@@ -58,13 +62,21 @@ def decode(key: str, value: bytes) -> Document:
     return Document(data, raw, envelope.meta)
 
 
+def decode_data(key: str, data_bytes: bytes) -> dict[str, Any]:
+    """Decode fields previously produced by :func:`encode_data`."""
+    try:
+        return _data_decoder.decode(data_bytes)
+    except msgspec.DecodeError as exc:
+        raise CorruptDocumentError(key, f"'data' is not a JSON object ({exc})") from exc
+
+
 def encode_data(data: dict[str, Any]) -> bytes:
     """Encode a scope's fields; equal data encodes to equal bytes."""
     return _encoder.encode(data)
 
 
-def encode(data_bytes: bytes, meta: dict[str, Any] | None = None) -> bytes:
-    """Build the stored bytes from encoded fields and optional metadata."""
+def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None) -> bytes:
+    """Build the stored bytes from encoded fields and optional metadata (values may be msgspec.Raw)."""
     if meta:
         return _PREFIX + data_bytes + b',"meta":' + _encoder.encode(meta) + b"}"
     return _PREFIX + data_bytes + b"}"

@@ -180,6 +180,18 @@ class MergeConflictError(ConflictError, StateError):
         )
 
 
+class DuplicateActivityError(ConflictError):
+    """A redelivered activity ran while its first delivery committed; this run's changes were dropped."""
+
+    def __init__(self, activity_id: str, key: str) -> None:
+        self.activity_id = activity_id
+        self.key = key
+        super().__init__(
+            f"activity {activity_id!r} was already committed to {key!r} by another delivery; "
+            "this delivery's state changes were dropped (exactly-once)"
+        )
+
+
 class CommitRetriesExhaustedError(ConflictError):
     """The commit kept losing the compare-and-set race after every retry."""
 

@@ -74,6 +74,8 @@ class Capabilities:
 def check_keys(keys: Iterable[str]) -> None:
     """Raise InvalidKeyError for a key that no backend accepts."""
     for key in keys:
+        if key.__class__ is str and key:
+            continue
         if not isinstance(key, str):
             raise InvalidKeyError(repr(key), f"keys are str, got {type(key).__name__}")
         if not key:
@@ -84,7 +86,7 @@ def check_write(items: Mapping[str, WriteItem]) -> None:
     """Validate a write batch before any of it is applied."""
     check_keys(items)
     for key, item in items.items():
-        if not isinstance(item, WriteItem):
+        if item.__class__ is not WriteItem:
             raise InvalidItemError(key, f"expected a WriteItem, got {type(item).__name__}")
         if item.ttl is not None and not item.ttl > 0:
             raise InvalidItemError(key, f"ttl must be a positive number of seconds, got {item.ttl!r}")
@@ -119,7 +121,7 @@ class Storage(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support listing keys")
         yield  # pragma: no cover  (makes this an async generator)
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (a no-op is the right default)
         """Release connections and files this storage opened itself. Idempotent."""
 
     async def __aenter__(self) -> Self:

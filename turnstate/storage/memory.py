@@ -8,16 +8,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 from turnstate.errors import PreconditionFailedError
-from turnstate.storage.base import ANY_ETAG, Capabilities, Storage, StoredItem, WriteItem, check_keys, check_write
+from turnstate.storage.base import (
+    ANY_ETAG,
+    Capabilities,
+    Storage,
+    StoredItem,
+    WriteItem,
+    check_keys,
+    check_write,
+)
 
-
-class _Entry(NamedTuple):
-    value: bytes
-    etag: str
-    expires_at: float | None
+# (value, etag, expires_at): a plain tuple, the cheapest record to build on the hot path.
+_Entry = tuple[bytes, str, float | None]
 
 
 class MemoryStorage(Storage):
@@ -32,7 +37,9 @@ class MemoryStorage(Storage):
 
     _SWEEP_EVERY = 1024
 
-    def __init__(self, *, max_entries: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, max_entries: int | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
         self._data: OrderedDict[str, _Entry] = OrderedDict()
@@ -56,12 +63,12 @@ class MemoryStorage(Storage):
                 entry = data.get(key)
                 if entry is None:
                     continue
-                if entry.expires_at is not None and entry.expires_at <= now:
+                if entry[2] is not None and entry[2] <= now:
                     del data[key]
                     continue
                 if self._max_entries is not None:
                     data.move_to_end(key)
-                found[key] = StoredItem(entry.value, entry.etag)
+                found[key] = StoredItem(entry[0], entry[1])
         return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
@@ -72,13 +79,17 @@ class MemoryStorage(Storage):
         etags: dict[str, str] = {}
         with self._lock:
             data = self._data
-            failed = [key for key, item in items.items() if not self._precondition_holds(key, item, now)]
+            failed = [
+                key
+                for key, item in items.items()
+                if item.if_match != ANY_ETAG and not self._holds(key, item, now)
+            ]
             if failed:
                 raise PreconditionFailedError(failed)
+            prefix, counter = self._etag_prefix, self._counter
             for key, item in items.items():
-                etag = self._etag_prefix + str(next(self._counter))
-                expires_at = None if item.ttl is None else now + item.ttl
-                data[key] = _Entry(bytes(item.value), etag, expires_at)
+                etag = prefix + str(next(counter))
+                data[key] = (bytes(item.value), etag, None if item.ttl is None else now + item.ttl)
                 data.move_to_end(key)
                 etags[key] = etag
             if self._max_entries is not None:
@@ -89,15 +100,13 @@ class MemoryStorage(Storage):
                 self._sweep(now)
         return etags
 
-    def _precondition_holds(self, key: str, item: WriteItem, now: float) -> bool:
-        if item.if_match == ANY_ETAG:
-            return True
+    def _holds(self, key: str, item: WriteItem, now: float) -> bool:
         entry = self._data.get(key)
-        if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
+        if entry is not None and entry[2] is not None and entry[2] <= now:
             entry = None
         if item.if_match is None:
             return entry is None
-        return entry is not None and entry.etag == item.if_match
+        return entry is not None and entry[1] == item.if_match
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)
@@ -111,7 +120,7 @@ class MemoryStorage(Storage):
             keys = [
                 key
                 for key, entry in self._data.items()
-                if key.startswith(prefix) and (entry.expires_at is None or entry.expires_at > now)
+                if key.startswith(prefix) and (entry[2] is None or entry[2] > now)
             ]
         for key in keys:
             yield key
@@ -123,7 +132,7 @@ class MemoryStorage(Storage):
 
     def _sweep(self, now: float) -> int:
         self._writes_since_sweep = 0
-        expired = [k for k, e in self._data.items() if e.expires_at is not None and e.expires_at <= now]
+        expired = [k for k, e in self._data.items() if e[2] is not None and e[2] <= now]
         for key in expired:
             del self._data[key]
         return len(expired)

@@ -1,0 +1,333 @@
+"""What a handler sees as ``ctx.state``: one :class:`ScopeState` per scope, addressed by path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+from turnstate.errors import (
+    MissingIdError,
+    PathError,
+    StateTypeError,
+    StateValueError,
+    TurnClosedError,
+    UnknownScopeError,
+)
+from turnstate.paths import Path, join, parse
+from turnstate.scopes import TEMP
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+ValueGuard = Callable[[str, Path, Any], None]
+"""Called by set() with (scope name, path, encoded value); raises to refuse the value."""
+
+
+def _describe(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _check_finite(value: Any, where: str) -> None:
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise StateValueError(where, f"{value!r} has no JSON form; store None or a string instead")
+    elif type(value) is dict:
+        for item in value.values():
+            _check_finite(item, where)
+    elif type(value) is list:
+        for item in value:
+            _check_finite(item, where)
+
+
+def to_storable(value: Any, where: str) -> Any:
+    """Convert a value to its JSON form (dict, list, str, int, float, bool, None) or raise StateValueError."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is bool or value is None:
+        return value
+    try:
+        stored = msgspec.to_builtins(value, str_keys=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc
+    _check_finite(stored, where)
+    return stored
+
+
+class ScopeState:
+    """The fields of one scope for the current turn.
+
+    Paths are relative to the scope (``"profile.email"``). Values are stored in their JSON form, checked
+    when set; changes reach storage only when the turn commits.
+    """
+
+    __slots__ = ("_closed", "_data", "_deltas", "_guard", "key", "name")
+
+    def __init__(
+        self, name: str, key: str | None, data: dict[str, Any], guard: ValueGuard | None = None
+    ) -> None:
+        self.name = name
+        self.key = key
+        self._data = data
+        self._deltas: dict[Path, int | float] = {}
+        self._closed = False
+        self._guard = guard
+
+    def __repr__(self) -> str:
+        fields = ", ".join(sorted(self._data)) if not self._closed else "closed"
+        return f"<ScopeState {self.name} key={self.key!r} fields=[{fields}]>"
+
+    def _where(self, path: str) -> str:
+        return f"{self.name}.{path}"
+
+    def _node(self, parts: Path, path: str, create: bool) -> dict[str, Any] | None:
+        if self._closed:
+            raise TurnClosedError(f"state scope {self.name!r}")
+        node = self._data
+        for segment in parts[:-1]:
+            child = node.get(segment)
+            if child is None:
+                if not create:
+                    return None
+                child = node[segment] = {}
+            elif type(child) is not dict:
+                raise PathError(
+                    self._where(path), f"{segment!r} holds {_describe(child)}, not an object with fields"
+                )
+            node = child
+        return node
+
+    @overload
+    def get(self, path: str) -> Any: ...
+    @overload
+    def get(self, path: str, type: type[T]) -> T | None: ...
+    @overload
+    def get(self, path: str, type: type[T], default: T) -> T: ...
+    @overload
+    def get(self, path: str, type: None = None, *, default: Any) -> Any: ...
+
+    def get(self, path: str, type: Any = None, default: Any = None) -> Any:
+        """Return the value at ``path``, or ``default`` (None) when absent or null.
+
+        With ``type``, the value is converted and validated through msgspec (int, str, a Struct, a
+        dataclass, datetime, ...); a mismatch raises StateTypeError naming the path and both types.
+        """
+        parts = parse(path)
+        node = self._node(parts, path, False)
+        value = _MISSING if node is None else node.get(parts[-1], _MISSING)
+        if value is _MISSING or value is None:
+            return default
+        if type is None:
+            return value
+        cls = value.__class__
+        if cls is type and (cls is int or cls is str or cls is dict or cls is list or cls is bool):
+            return value
+        if type is float and (cls is int or cls is float):
+            return float(value)
+        try:
+            return msgspec.convert(value, type)
+        except msgspec.ValidationError as exc:
+            raise StateTypeError(self._where(path), type, _describe(value), str(exc)) from exc
+
+    def set(self, path: str, value: Any) -> None:
+        """Set the value at ``path``, creating intermediate objects; raise StateValueError if unstorable."""
+        parts = parse(path)
+        stored = to_storable(value, self._where(path))
+        if self._guard is not None:
+            self._guard(self.name, parts, stored)
+        node = self._node(parts, path, True)
+        assert node is not None  # create=True always yields a node
+        node[parts[-1]] = stored
+
+    def delete(self, path: str) -> bool:
+        """Remove the value at ``path``; return whether there was one."""
+        parts = parse(path)
+        node = self._node(parts, path, False)
+        if node is None or parts[-1] not in node:
+            return False
+        del node[parts[-1]]
+        return True
+
+    def has(self, path: str) -> bool:
+        """Whether ``path`` holds a value (null counts as a value)."""
+        parts = parse(path)
+        node = self._node(parts, path, False)
+        return node is not None and parts[-1] in node
+
+    __contains__ = has
+
+    def incr(self, path: str, n: int | float = 1) -> int | float:
+        """Add ``n`` to the number at ``path`` (absent counts as 0) and return the result.
+
+        The increment is remembered as a delta, so concurrent increments from other turns all count when
+        commits are merged.
+        """
+        parts = parse(path)
+        node = self._node(parts, path, True)
+        assert node is not None  # create=True always yields a node
+        current = node.get(parts[-1], 0)
+        if current is None:
+            current = 0
+        if type(current) not in (int, float) or type(n) not in (int, float):
+            raise StateTypeError(self._where(path), int, _describe(current if type(n) in (int, float) else n))
+        result: int | float = current + n
+        to_storable(result, self._where(path))
+        node[parts[-1]] = result
+        self._deltas[parts] = self._deltas.get(parts, 0) + n
+        return result
+
+    def clear(self) -> None:
+        """Remove every field of this scope."""
+        self._node(("",), "", False)
+        self._data.clear()
+
+    def keys(self) -> list[str]:
+        """The top-level field names."""
+        self._node(("",), "", False)
+        return list(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the scope's fields."""
+        self._node(("",), "", False)
+        return msgspec.json.decode(msgspec.json.encode(self._data))  # type: ignore[no-any-return]
+
+
+class TempScope(ScopeState):
+    """The per-turn scope: never stored, so it holds any Python object, unchecked."""
+
+    __slots__ = ()
+
+    def set(self, path: str, value: Any) -> None:
+        parts = parse(path)
+        node = self._node(parts, path, True)
+        assert node is not None  # create=True always yields a node
+        node[parts[-1]] = value
+
+    def to_dict(self) -> dict[str, Any]:
+        self._node(("",), "", False)
+        return dict(self._data)
+
+
+class UnavailableScope(ScopeState):
+    """A scope that cannot be used this turn: the activity lacks its id (MissingIdError on every use),
+    or, with ``missing=None``, the scope was not enabled (UnknownScopeError)."""
+
+    __slots__ = ("_missing",)
+
+    def __init__(self, name: str, missing: str | None) -> None:
+        super().__init__(name, None, {})
+        self._missing = missing
+
+    def __repr__(self) -> str:
+        reason = f"no {self._missing}" if self._missing else "not enabled"
+        return f"<ScopeState {self.name} unavailable: {reason}>"
+
+    def _node(self, parts: Path, path: str, create: bool) -> dict[str, Any] | None:
+        if self._missing is None:
+            raise UnknownScopeError(self.name, ["(enabled scopes)"], f"{self.name}.{path}" if path else None)
+        raise MissingIdError(self.name, self._missing)
+
+
+class TurnState:
+    """``ctx.state``: the scopes of one turn, plus path access across them.
+
+    ``state.conversation``, ``state.user``, ``state.private``, ``state.temp``, and custom scopes by
+    attribute (``state.incident``) or ``state.scope("incident")``. A path's first segment names the scope;
+    a single-segment path (``"foo"``) is ``temp.foo``.
+    """
+
+    __slots__ = ("_saver", "_scopes", "activity_id", "conversation", "private", "temp", "user")
+
+    conversation: ScopeState
+    user: ScopeState
+    private: ScopeState
+    temp: ScopeState
+
+    def __init__(
+        self,
+        scopes: dict[str, ScopeState],
+        saver: Callable[[], Awaitable[None]] | None = None,
+        activity_id: str | None = None,
+    ) -> None:
+        self._scopes = scopes
+        self._saver = saver
+        self.activity_id = activity_id
+        self.conversation = scopes["conversation"]
+        self.user = scopes["user"]
+        self.private = scopes["private"]
+        self.temp = scopes[TEMP]
+
+    def __getattr__(self, name: str) -> ScopeState:
+        scopes = object.__getattribute__(self, "_scopes")
+        try:
+            return scopes[name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(
+                f"ctx.state has no scope {name!r}; registered scopes: {', '.join(sorted(scopes))}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<TurnState scopes=[{', '.join(self._scopes)}]>"
+
+    @property
+    def scope_names(self) -> tuple[str, ...]:
+        return tuple(self._scopes)
+
+    def scope(self, name: str) -> ScopeState:
+        """The scope called ``name``; UnknownScopeError if none is registered."""
+        try:
+            return self._scopes[name]
+        except KeyError:
+            raise UnknownScopeError(name, self._scopes) from None
+
+    def _split(self, path: str) -> tuple[ScopeState, str]:
+        head, sep, rest = path.partition(".")
+        if not sep:
+            parse(path)
+            return self.temp, path
+        if "\\" in head:
+            parts = parse(path)
+            if len(parts) == 1:
+                return self.temp, path
+            head, rest = parts[0], join(*parts[1:])
+        scope = self._scopes.get(head)
+        if scope is None:
+            raise UnknownScopeError(head, self._scopes, path)
+        if not rest:
+            raise PathError(path, "names a scope but no field; add a field name after the dot")
+        return scope, rest
+
+    def get_value(self, path: str, type: Any = None, default: Any = None) -> Any:
+        """``get`` by full path: ``state.get_value("conversation.count", int)``."""
+        scope, rest = self._split(path)
+        return scope.get(rest, type, default)
+
+    def set_value(self, path: str, value: Any) -> None:
+        """``set`` by full path; ``state.set_value("foo", 1)`` sets ``temp.foo``."""
+        scope, rest = self._split(path)
+        scope.set(rest, value)
+
+    def has_value(self, path: str) -> bool:
+        """``has`` by full path."""
+        scope, rest = self._split(path)
+        return scope.has(rest)
+
+    def delete_value(self, path: str) -> bool:
+        """``delete`` by full path."""
+        scope, rest = self._split(path)
+        return scope.delete(rest)
+
+    def _close(self) -> None:
+        for scope in self._scopes.values():
+            scope._closed = True
+
+    async def save(self) -> None:
+        """Commit the changes made so far, mid-turn; the final commit still happens when the turn ends."""
+        if self._saver is None:
+            raise TurnClosedError("this state has no storage to save to; it")
+        await self._saver()

@@ -1,0 +1,395 @@
+"""The turn engine: load every scope in one read, commit changed scopes in one write, merge on conflict.
+
+:class:`StateManager` holds configuration only; each turn's working data lives in a :class:`Turn`::
+
+    manager = StateManager(MemoryStorage())
+    async with manager.turn(activity) as state:
+        state.conversation.incr("count")
+    # committed here if the block succeeded; discarded on any BaseException (cancellation included)
+
+Commit: each persisted scope is encoded once; only scopes whose bytes differ from what was loaded are
+written, all in one ``Storage.write`` with the loaded ETag as precondition. If another writer committed
+first, the conflicting scopes are re-read and this turn's changes are merged field by field onto the stored
+documents (see :mod:`turnstate.merge`), then the write is retried with jittered backoff, up to
+``max_commit_attempts``. Across scopes: on a storage with atomic batches a conflict writes nothing and the
+whole batch is retried after merging; on one without, scopes that did not conflict are written at once
+and only the conflicting ones are merged and retried. Either way a scope is written whole (never
+half-merged), and a merge conflict under the "raise" policy leaves that scope as it was stored.
+
+Redelivery: every document a turn writes records the activity id (:mod:`turnstate.redelivery`). An
+activity already recorded in any loaded document is a duplicate at load (``Turn.duplicate``); a duplicate
+running concurrently with its original loses the commit race, finds its id in the stored document, and
+raises :class:`~turnstate.errors.DuplicateActivityError` with none of its changes merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from turnstate import document
+from turnstate.errors import (
+    CommitRetriesExhaustedError,
+    DuplicateActivityError,
+    MergeConflictError,
+    PreconditionFailedError,
+    StateError,
+    TurnClosedError,
+)
+from turnstate.keys import KeyResult, KeyScheme, TurnIds, ids_of
+from turnstate.merge import MergePolicies, Policy, merge
+from turnstate.redelivery import SeenWindow
+from turnstate.scopes import BUILTIN_SCOPES, TEMP, Scope, ScopeSpec, build_specs
+from turnstate.state import ScopeState, TempScope, TurnState, UnavailableScope, ValueGuard
+from turnstate.storage.base import Storage, WriteItem
+
+log = logging.getLogger("turnstate")
+
+_EMPTY = b"{}"
+_NO_META: dict[str, msgspec.Raw] = {}
+
+
+class FieldCodec(Protocol):
+    """Transforms a scope's fields between their stored and their working form (field encryption)."""
+
+    def covers_scope(self, scope: str) -> bool: ...
+
+    def decode_fields(self, scope: str, key: str, data: dict[str, Any]) -> dict[str, Any]: ...
+
+    def encode_fields(self, scope: str, key: str, data: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class StateManager:
+    """Per-bot state configuration; call :meth:`turn` once per activity.
+
+    ``scopes``: custom scopes. ``builtin_scopes``: which of conversation, user and private to load.
+    ``ttl``: seconds per scope name (None = never expires), applied on every write. ``merge``: policy per
+    path pattern for fields both this turn and a concurrent one changed; ``default_merge`` for the rest.
+    ``on_conflict="merge"`` merges and retries inside the commit; ``"raise"`` surfaces
+    :class:`~turnstate.errors.PreconditionFailedError` so a runtime can re-run the turn instead.
+    ``dedupe``: remember the last ``dedupe_window`` activity ids (for ``dedupe_max_age`` seconds) in each
+    document to detect redelivery. ``codec`` transforms fields on their way to and from storage (field
+    encryption); ``guard`` vets values passed to ``set``.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        scopes: Iterable[Scope] = (),
+        builtin_scopes: Iterable[str] = BUILTIN_SCOPES,
+        ttl: Mapping[str, float | None] | None = None,
+        key_scheme: KeyScheme | None = None,
+        merge: Mapping[str, Policy] | None = None,
+        default_merge: Policy = "last",
+        on_conflict: Literal["merge", "raise"] = "merge",
+        max_commit_attempts: int = 8,
+        backoff: float = 0.005,
+        dedupe: bool = True,
+        dedupe_window: int = 32,
+        dedupe_max_age: float = 3600.0,
+        codec: FieldCodec | None = None,
+        guard: ValueGuard | None = None,
+    ) -> None:
+        if not isinstance(storage, Storage):
+            raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
+        if on_conflict not in ("merge", "raise"):
+            raise ValueError(f"on_conflict must be 'merge' or 'raise', got {on_conflict!r}")
+        if max_commit_attempts < 1:
+            raise ValueError(f"max_commit_attempts must be at least 1, got {max_commit_attempts!r}")
+        enabled = tuple(builtin_scopes)
+        unknown = set(enabled) - set(BUILTIN_SCOPES)
+        if unknown:
+            raise ValueError(
+                f"builtin_scopes takes {', '.join(BUILTIN_SCOPES)}; got {', '.join(sorted(unknown))}"
+            )
+        self.storage = storage
+        self.key_scheme = key_scheme or KeyScheme()
+        specs = build_specs(self.key_scheme, tuple(scopes), dict(ttl or {}))
+        self.disabled = tuple(name for name in BUILTIN_SCOPES if name not in enabled)
+        self.builtin_specs = tuple(s for s in specs[: len(BUILTIN_SCOPES)] if s.name in enabled)
+        self.custom_specs = specs[len(BUILTIN_SCOPES) :]
+        self.policies = MergePolicies(merge, default_merge)
+        self.on_conflict = on_conflict
+        self.max_commit_attempts = max_commit_attempts
+        self.backoff = backoff
+        self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
+        self.codec = codec
+        self.guard = guard
+        self._key_cache: dict[tuple[str | None, ...], list[tuple[ScopeSpec, KeyResult]]] = {}
+        self.stats: Counter[str] = Counter()
+        """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
+
+    def resolve(self, ids: TurnIds, activity: Any) -> list[tuple[ScopeSpec, KeyResult]]:
+        """Every enabled persisted scope's storage key (or the id it lacks) for this activity."""
+        cache_key = (ids.channel, ids.conversation, ids.user, ids.bot, ids.tenant)
+        builtin = self._key_cache.get(cache_key)
+        if builtin is None:
+            builtin = [(spec, spec.resolve(self.key_scheme, ids, activity)) for spec in self.builtin_specs]
+            if len(self._key_cache) >= 4096:
+                self._key_cache.clear()
+            self._key_cache[cache_key] = builtin
+        if not self.custom_specs:
+            return builtin
+        resolved = list(builtin)
+        for spec in self.custom_specs:
+            try:
+                resolved.append((spec, spec.resolve(self.key_scheme, ids, activity)))
+            except Exception as exc:
+                raise StateError(f"the key function of scope {spec.name!r} failed: {exc!r}") from exc
+        return resolved
+
+    def turn(self, activity: Any) -> Turn:
+        """The state of one turn for ``activity``, as an async context manager."""
+        return Turn(self, activity)
+
+
+class _Slot:
+    """A persisted scope's bookkeeping for one turn: what was loaded, under which ETag."""
+
+    __slots__ = ("etag", "key", "loaded", "meta", "scope", "spec")
+
+    def __init__(
+        self,
+        spec: ScopeSpec,
+        key: str,
+        scope: ScopeState,
+        loaded: bytes,
+        etag: str | None,
+        meta: dict[str, msgspec.Raw],
+    ) -> None:
+        self.spec = spec
+        self.key = key
+        self.scope = scope
+        self.loaded = loaded
+        self.etag = etag
+        self.meta = meta
+
+
+class Turn:
+    """One turn's state: load on enter, commit on a clean exit, discard on any exception."""
+
+    __slots__ = ("_activity", "_closed", "_manager", "_slots", "activity_id", "duplicate", "state")
+
+    def __init__(self, manager: StateManager, activity: Any) -> None:
+        self._manager = manager
+        self._activity = activity
+        self._slots: list[_Slot] = []
+        self._closed = False
+        self.state: TurnState | None = None
+        self.activity_id: str | None = None
+        self.duplicate = False
+        """True when this activity id was already committed: a redelivery the handler should not repeat."""
+
+    async def __aenter__(self) -> TurnState:
+        return await self.load()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            try:
+                await self.commit()
+            finally:
+                self.close()
+        else:
+            self.discard()
+
+    async def load(self) -> TurnState:
+        """Read every available persisted scope in one storage call and build the turn's state."""
+        manager = self._manager
+        ids = ids_of(self._activity)
+        activity_id = self.activity_id = ids.activity
+        window = manager.window if activity_id is not None else None
+        scopes: dict[str, ScopeState] = {}
+        wanted: list[tuple[ScopeSpec, str]] = []
+        for spec, resolved in manager.resolve(ids, self._activity):
+            if resolved.key is None:
+                scopes[spec.name] = UnavailableScope(spec.name, resolved.missing or "id")
+            else:
+                wanted.append((spec, resolved.key))
+        for name in manager.disabled:
+            scopes[name] = UnavailableScope(name, None)
+        items = await manager.storage.read([key for _, key in wanted]) if wanted else {}
+        codec = manager.codec
+        guard = manager.guard
+        slots = self._slots
+        for spec, key in wanted:
+            item = items.get(key)
+            if item is None:
+                scope = ScopeState(spec.name, key, {}, guard)
+                slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META))
+            else:
+                doc = document.decode(key, item.value)
+                data, loaded = doc.data, doc.data_bytes
+                if codec is not None and codec.covers_scope(spec.name):
+                    data = codec.decode_fields(spec.name, key, data)
+                    loaded = document.encode_data(data)
+                if window is not None and doc.meta and window.contains(doc.meta, activity_id):  # type: ignore[arg-type]
+                    self.duplicate = True
+                scope = ScopeState(spec.name, key, data, guard)
+                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta))
+            scopes[spec.name] = scope
+        scopes[TEMP] = TempScope(TEMP, None, {})
+        manager.stats["turns"] += 1
+        if self.duplicate:
+            manager.stats["duplicates"] += 1
+            log.info(
+                "turnstate: activity %r was already committed; redelivery detected at load",
+                activity_id,
+                extra={"activity_id": activity_id},
+            )
+        self.state = TurnState(scopes, self.commit, activity_id)
+        return self.state
+
+    async def commit(self, on_conflict: Literal["merge", "raise"] | None = None) -> None:
+        """Write every scope whose encoded fields changed since load (or the last commit).
+
+        ``on_conflict`` overrides the manager's setting for this call.
+        """
+        if self._closed:
+            raise TurnClosedError("this turn")
+        manager = self._manager
+        pending = _pending(self._slots)
+        if not pending:
+            return
+        attempt = 1
+        while True:
+            metas = {slot.key: self._meta(slot) for slot, _ in pending}
+            items = {slot.key: self._item(slot, data_bytes, metas[slot.key]) for slot, data_bytes in pending}
+            try:
+                etags = await manager.storage.write(items)
+            except PreconditionFailedError as exc:
+                manager.stats["conflicts"] += 1
+                log.info(
+                    "turnstate: commit conflict on %s (attempt %d)",
+                    exc.keys,
+                    attempt,
+                    extra={"keys": exc.keys, "attempt": attempt},
+                )
+                self._written([(s, d) for s, d in pending if s.key in exc.written], exc.written, metas)
+                if (on_conflict or manager.on_conflict) == "raise":
+                    raise
+                if attempt >= manager.max_commit_attempts:
+                    manager.stats["gave_up"] += 1
+                    log.warning(
+                        "turnstate: gave up committing %s after %d attempts",
+                        exc.keys,
+                        attempt,
+                        extra={"keys": exc.keys, "attempts": attempt},
+                    )
+                    raise CommitRetriesExhaustedError(exc.keys, attempt) from exc
+                conflicted = [slot for slot, _ in pending if slot.key in exc.keys]
+                await self._rebase(conflicted)
+                pending = _pending(conflicted)
+                if not pending:
+                    return
+                manager.stats["retries"] += 1
+                await asyncio.sleep(random.uniform(0, manager.backoff * (2 ** (attempt - 1))))
+                attempt += 1
+                continue
+            self._written(pending, etags, metas)
+            manager.stats["commits"] += 1
+            manager.stats["writes"] += len(pending)
+            return
+
+    def _meta(self, slot: _Slot) -> dict[str, msgspec.Raw]:
+        window = self._manager.window
+        if window is not None and self.activity_id is not None:
+            return window.remember(slot.meta, self.activity_id)
+        return slot.meta
+
+    def _item(self, slot: _Slot, data_bytes: bytes, meta: dict[str, msgspec.Raw]) -> WriteItem:
+        manager = self._manager
+        codec = manager.codec
+        if codec is not None and codec.covers_scope(slot.spec.name):
+            data_bytes = document.encode_data(codec.encode_fields(slot.spec.name, slot.key, slot.scope._data))
+        return WriteItem(document.encode(data_bytes, meta), if_match=slot.etag, ttl=slot.spec.ttl)
+
+    @staticmethod
+    def _written(
+        done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], metas: Mapping[str, dict[str, msgspec.Raw]]
+    ) -> None:
+        for slot, data_bytes in done:
+            slot.loaded = data_bytes
+            slot.etag = etags[slot.key]
+            slot.meta = metas[slot.key]
+
+    async def _rebase(self, slots: list[_Slot]) -> None:
+        """Re-read conflicting scopes and merge this turn's changes onto what is stored now."""
+        manager = self._manager
+        fresh = await manager.storage.read([slot.key for slot in slots])
+        codec = manager.codec
+        merged: list[tuple[_Slot, dict[str, Any], bytes, str | None, dict[str, msgspec.Raw]]] = []
+        for slot in slots:
+            item = fresh.get(slot.key)
+            if item is None:
+                theirs: dict[str, Any] = {}
+                theirs_bytes, etag, meta = _EMPTY, None, _NO_META
+            else:
+                doc = document.decode(slot.key, item.value)
+                theirs, theirs_bytes, etag, meta = doc.data, doc.data_bytes, item.etag, doc.meta
+                if codec is not None and codec.covers_scope(slot.spec.name):
+                    theirs = codec.decode_fields(slot.spec.name, slot.key, theirs)
+                    theirs_bytes = document.encode_data(theirs)
+            window = manager.window
+            if (
+                window is not None
+                and self.activity_id is not None
+                and window.contains(meta, self.activity_id)
+            ):
+                manager.stats["duplicates"] += 1
+                log.info(
+                    "turnstate: activity %r was committed by a concurrent delivery; dropping this one",
+                    self.activity_id,
+                    extra={"activity_id": self.activity_id},
+                )
+                raise DuplicateActivityError(self.activity_id, slot.key)
+            base = document.decode_data(slot.key, slot.loaded)
+            result = merge(
+                slot.spec.name, base, slot.scope._data, theirs, manager.policies, slot.scope._deltas
+            )
+            if result.conflicts:
+                manager.stats["merge_conflicts"] += 1
+                log.info(
+                    "turnstate: merge conflict under policy 'raise' in %r at %s",
+                    slot.key,
+                    result.conflicts,
+                    extra={"key": slot.key, "paths": result.conflicts},
+                )
+                raise MergeConflictError(slot.key, result.conflicts)
+            merged.append((slot, result.data, theirs_bytes, etag, meta))
+        for slot, data, theirs_bytes, etag, meta in merged:
+            manager.stats["merges"] += 1
+            slot.scope._data.clear()
+            slot.scope._data.update(data)
+            slot.loaded, slot.etag, slot.meta = theirs_bytes, etag, meta
+
+    def discard(self) -> None:
+        """Drop every uncommitted change and close the state."""
+        if not self._closed:
+            self._manager.stats["discards"] += 1
+        self.close()
+
+    def close(self) -> None:
+        """End the turn: further use of its state raises TurnClosedError."""
+        self._closed = True
+        if self.state is not None:
+            self.state._close()
+
+
+def _pending(slots: Iterable[_Slot]) -> list[tuple[_Slot, bytes]]:
+    encode = document.encode_data
+    pending = []
+    for slot in slots:
+        data_bytes = encode(slot.scope._data)
+        if data_bytes != slot.loaded:
+            pending.append((slot, data_bytes))
+    return pending
