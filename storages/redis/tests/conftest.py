@@ -39,6 +39,18 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 
 @pytest.fixture
+def durable_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A 3-master cluster of this test's own (append-only, fsync always), whose nodes it may kill."""
+    cluster = RedisClusterNodes(
+        tmp_path_factory.mktemp("durable-cluster"),
+        extra_args=["--appendonly", "yes", "--appendfsync", "always"],
+    )
+    _started("restartable Redis Cluster", cluster)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
 def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own, which it may stop, kill, pause and restart.
 

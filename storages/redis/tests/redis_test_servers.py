@@ -6,6 +6,8 @@ A missing or failing redis-server fails the tests with the reason; nothing is sk
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import signal
@@ -16,6 +18,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 INSTALL_HINT = "install it with `apt-get install -y redis-server` (scripts/test does this)"
 
@@ -55,17 +61,28 @@ def _port_is_free(port: int) -> bool:
 class RedisServer:
     """One redis-server process that a test can stop, kill, pause and start again on the same port."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, args: Iterable[str] = ()) -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, args: Iterable[str] = (), tls: bool = False
+    ) -> None:
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.args = list(args)
+        self.certificate: Path | None = None
+        if tls:
+            workdir.mkdir(parents=True, exist_ok=True)
+            self.certificate, key = _self_signed_certificate(workdir)
+            self.args += [
+                *("--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"),
+                *("--tls-cert-file", str(self.certificate), "--tls-key-file", str(key)),
+                *("--tls-ca-cert-file", str(self.certificate)),
+            ]
         self.unixsocket = str(workdir / "redis.sock")
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.certificate else 'redis'}://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -116,8 +133,9 @@ class RedisServer:
 
     def admin(self, timeout: float = 5.0) -> redis.Redis:
         """A synchronous client for inspecting the server (commandstats, DEBUG, CONFIG...)."""
+        tls = {"ssl": True, "ssl_ca_certs": str(self.certificate)} if self.certificate else {}
         return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout
+            host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout, **tls
         )
 
     def kill(self) -> None:
@@ -154,6 +172,35 @@ class RedisServer:
         self.start()
 
 
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, signed by its own key, that clients can trust as their CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turnstate test redis")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
 def command_calls(server_port: int) -> dict[str, int]:
     """The server's cumulative per-command call counts (INFO commandstats), e.g. {'get': 3, 'evalsha': 2}."""
     with redis.Redis(host="127.0.0.1", port=server_port) as client:
@@ -161,10 +208,17 @@ def command_calls(server_port: int) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
+_INSPECTION = frozenset({"info", "hello", "client|setinfo"})
+
+
 def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    """Commands called between two command_calls snapshots, without the INFO calls themselves."""
+    """Commands run between two command_calls snapshots, leaving out the snapshots' own connections.
+
+    Commands a script runs count too: a compare-and-set EVALSHA shows as evalsha, getrange, set (and
+    exists when the key was absent).
+    """
     delta = {name: after[name] - before.get(name, 0) for name in after}
-    return {name: n for name, n in delta.items() if n and name != "info"}
+    return {name: n for name, n in delta.items() if n and name not in _INSPECTION}
 
 
 _CLUSTER_ARGS = (

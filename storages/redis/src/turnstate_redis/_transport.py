@@ -106,10 +106,9 @@ class StandaloneTransport(Transport):
     async def execute(
         self, keys: Sequence[bytes], commands: Sequence[Command], prelude: Sequence[Command] = ()
     ) -> list[object]:
-        # The pool checks a pooled connection before handing it out and reconnects one the server
-        # closed, so the call after a server restart works; nothing has been sent at that point.
         conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         try:
+            await _drop_if_stale(conn)
             return await _exchange(conn, commands, prelude)
         finally:
             await self._pool.release(conn)
@@ -224,14 +223,7 @@ class ClusterTransport(Transport):
     ) -> list[object]:
         conn = node.acquire_connection()
         try:
-            if conn.is_connected:
-                # A node that restarted left this pooled connection at EOF; reconnect before sending.
-                try:
-                    stale = await _can_read(conn)
-                except (RedisConnectionError, OSError):
-                    stale = True
-                if stale:
-                    await conn.disconnect()
+            await _drop_if_stale(conn)
             ask = frozenset(i for i, index in enumerate(indexes) if index in asking)
             return await _exchange(conn, commands, prelude, ask)
         finally:
@@ -255,9 +247,21 @@ class ClusterTransport(Transport):
         await self._client.aclose()
 
 
-async def _can_read(conn: AbstractConnection) -> bool:
+async def _drop_if_stale(conn: AbstractConnection) -> None:
+    """Close a pooled connection the server has closed (or that holds unread data) before using it.
+
+    It reconnects when the batch is sent, so the first call after a server restart succeeds. redis-py's
+    pool makes the same check only when maintenance notifications are off, which is not its default.
+    """
+    if not conn.is_connected:
+        return
     check: Any = getattr(conn, "can_read", None) or conn.can_read_destructive
-    return bool(await check())
+    try:
+        stale = bool(await check())
+    except (RedisConnectionError, OSError):
+        stale = True
+    if stale:
+        await conn.disconnect()
 
 
 def _scan_reply(reply: object) -> tuple[bytes | int, list[bytes]]:

@@ -64,7 +64,15 @@ DEFAULT_TIMEOUT = 5.0
 _MAX_TTL_MS = 2**62
 _SCRIPT_LOAD_ATTEMPTS = 2
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError, ReadOnlyError)
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    RedisClusterException,
+    TransportError,
+)
 
 
 class _Unset(enum.Enum):
@@ -299,7 +307,7 @@ class RedisStorage(Storage):
 
     def _call_error(self, action: str, keys: Sequence[str], exc: BaseException) -> StorageError:
         shown = ", ".join(repr(k) for k in keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        if isinstance(exc, _UNAVAILABLE | RedisClusterException | TransportError):
+        if isinstance(exc, _UNAVAILABLE):
             outcome = (
                 " Each key was written completely or not at all, but which is unknown: re-read before"
                 " writing again."
