@@ -10,6 +10,9 @@ A document file is a JSON envelope ``{"format":1,"key":...,"etag":...,"expires_a
 with the stored value embedded byte for byte. A write goes to a temporary file that is fsynced, then,
 under the key's lock and after its precondition is checked, renamed over the document and the directory
 fsynced: readers and crashes see the old document or the new one, never a torn file.
+
+Each call does its file work in one worker thread (``asyncio.to_thread``): one thread hop per call rather
+than one per file operation, and a thread that holds key locks never waits for another pool thread.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from turnstate.storage.base import (
     check_write,
 )
 
-__all__ = ["MAX_NAME_LENGTH", "FileStorage", "decode_key", "encode_key"]
+__all__ = ["LOCK_DIR", "MAX_NAME_LENGTH", "TEMP_PREFIX", "FileStorage", "decode_key", "encode_key"]
 
 _log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def encode_key(key: str) -> str:
     """Return the file name for ``key``: reversible, injective under case folding, never "." or "..".
 
     Names use only ``[a-z0-9._%^-]`` and never start with "."; a name longer than
-    :data:`MAX_NAME_LENGTH` becomes ``"@"`` followed by the key's SHA-256 in hex.
+    :data:`MAX_NAME_LENGTH` becomes ``"@"`` followed by the key's SHA-256 in hex (see :func:`decode_key`).
     """
     try:
         raw = key.encode()
@@ -197,6 +200,8 @@ class FileStorage(Storage):
             raise ValueError(f"stale_temp_after must be >= 0 seconds, got {stale_temp_after!r}")
         self._root = os.path.abspath(os.fspath(path))
         self._lock_dir = os.path.join(self._root, LOCK_DIR)
+        self._dir_prefix = os.path.join(self._root, "")  # names never hold a separator: join by concatenation
+        self._lock_prefix = os.path.join(self._lock_dir, "")
         self._fsync = fsync
         self._lock_timeout = lock_timeout
         self._stale_temp_after = stale_temp_after
@@ -205,8 +210,8 @@ class FileStorage(Storage):
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StorageUnavailableError(
-                f"cannot create the state directory {self._lock_dir!r}: {exc.strerror}. "
-                "Check the path and its permissions."
+                f"cannot create the state directory {self._root!r} (with its {LOCK_DIR} subdirectory): "
+                f"{exc.strerror}. Check the path and its permissions."
             ) from exc
 
     @property
@@ -217,7 +222,7 @@ class FileStorage(Storage):
     def path_for(self, key: str) -> str:
         """The file that holds ``key``'s document."""
         check_keys([key])
-        return os.path.join(self._root, encode_key(key))
+        return self._dir_prefix + encode_key(key)
 
     # -- protocol -------------------------------------------------------------------------------------
 
@@ -279,7 +284,7 @@ class FileStorage(Storage):
 
     def _load(self, key: str, name: str) -> _Envelope | None:
         """The key's document as stored (expired or not), None if there is no file."""
-        path = os.path.join(self._root, name)
+        path = self._dir_prefix + name
         data = self._read_file(key, path)
         return None if data is None else self._parse(key, path, data)
 
@@ -332,7 +337,7 @@ class FileStorage(Storage):
                 for item in staged:
                     if item.key in failed:
                         continue
-                    target = os.path.join(self._root, item.name)
+                    target = self._dir_prefix + item.name
                     try:
                         os.replace(temps.pop(item.name), target)
                     except OSError as exc:
@@ -351,7 +356,7 @@ class FileStorage(Storage):
                     os.unlink(temp)
 
     def _write_temp(self, data: bytes) -> str:
-        path = os.path.join(self._root, TEMP_PREFIX + os.urandom(8).hex())
+        path = self._dir_prefix + TEMP_PREFIX + os.urandom(8).hex()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(data)
@@ -380,7 +385,7 @@ class FileStorage(Storage):
     def _delete_sync(self, named: list[tuple[str, str]]) -> None:
         removed = False
         for name, key in named:
-            path = os.path.join(self._root, name)
+            path = self._dir_prefix + name
             with self._locked([name]):
                 if name.startswith(_HASHED):
                     self._check_owner(key, path)
@@ -438,15 +443,15 @@ class FileStorage(Storage):
         finally:
             for name, fd in held:
                 try:
-                    if not os.path.lexists(os.path.join(self._root, name)):
+                    if not os.path.lexists(self._dir_prefix + name):
                         # Best effort: a lock file left behind is harmless and purge_expired removes it.
                         with suppress(OSError):
-                            os.unlink(os.path.join(self._lock_dir, name))
+                            os.unlink(self._lock_prefix + name)
                 finally:
                     os.close(fd)
 
     def _acquire(self, name: str, deadline: float) -> int:
-        path = os.path.join(self._lock_dir, name)
+        path = self._lock_prefix + name
         delay = 0.0001
         while True:
             try:
@@ -499,7 +504,7 @@ class FileStorage(Storage):
                 continue  # not a file of ours: no key can live there
             if key is not None and not key.startswith(prefix):
                 continue
-            path = os.path.join(self._root, name)
+            path = self._dir_prefix + name
             data = self._read_file(key or name, path)
             if data is None:
                 continue
@@ -544,7 +549,7 @@ class FileStorage(Storage):
             key = decode_key(name)
         except InvalidKeyError:
             return False
-        path = os.path.join(self._root, name)
+        path = self._dir_prefix + name
         data = self._read_file(key or name, path)
         if data is None:
             return False
@@ -567,9 +572,9 @@ class FileStorage(Storage):
         except OSError as exc:
             raise self._unavailable("list", self._lock_dir, exc) from exc
         for name in names:
-            if os.path.lexists(os.path.join(self._root, name)):
+            if os.path.lexists(self._dir_prefix + name):
                 continue
-            lock_path = os.path.join(self._lock_dir, name)
+            lock_path = self._lock_prefix + name
             try:
                 fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -580,7 +585,7 @@ class FileStorage(Storage):
                 os.close(fd)
                 continue  # in use right now; a later purge gets it
             try:
-                if not os.path.lexists(os.path.join(self._root, name)):
+                if not os.path.lexists(self._dir_prefix + name):
                     with suppress(FileNotFoundError):
                         os.unlink(lock_path)
             finally:
