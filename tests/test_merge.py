@@ -118,3 +118,14 @@ def test_inputs_are_not_mutated() -> None:
     base, ours, theirs = {"a": {"b": 1}}, {"a": {"b": 2}}, {"a": {"b": 1, "c": 3}}
     m(base, ours, theirs)
     assert (base, ours, theirs) == ({"a": {"b": 1}}, {"a": {"b": 2}}, {"a": {"b": 1, "c": 3}})
+
+
+def test_two_increments_to_the_same_value_both_count() -> None:
+    assert m({"n": 0}, {"n": 1}, {"n": 1}, deltas={("n",): 1}).data == {"n": 2}
+    nested = m({"s": {"n": 0}}, {"s": {"n": 1}}, {"s": {"n": 1}}, deltas={("s", "n"): 1})
+    assert nested.data == {"s": {"n": 2}}
+
+
+def test_equal_changes_under_sum_add_up() -> None:
+    assert m({"n": 0}, {"n": 1}, {"n": 1}, rules={"conversation.n": "sum"}).data == {"n": 2}
+    assert m({"n": 0}, {"n": 1}, {"n": 1}).data == {"n": 1}  # last writer wins: same value, no conflict

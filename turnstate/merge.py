@@ -119,11 +119,13 @@ def merge(
 
 
 class _Merge:
-    __slots__ = ("conflicts", "deltas", "policies", "resolved")
+    __slots__ = ("conflicts", "delta_paths", "deltas", "policies", "resolved")
 
     def __init__(self, policies: MergePolicies, deltas: Mapping[Path, int | float]) -> None:
         self.policies = policies
         self.deltas = deltas
+        # every path that holds an increment or contains one: equal values there are not agreement
+        self.delta_paths = {path[:i] for path in deltas for i in range(1, len(path) + 1)}
         self.conflicts: list[str] = []
         self.resolved = 0
 
@@ -135,8 +137,10 @@ class _Merge:
             b = base.get(name, ABSENT)
             o = ours.get(name, ABSENT)
             t = theirs.get(name, ABSENT)
-            if _same(o, b) or _same(o, t):
-                continue  # we did not change it, or both sides agree: theirs stands
+            if _same(o, b):
+                continue  # we did not change it: theirs stands
+            if _same(o, t) and not self.accumulates((*prefix, name)):
+                continue  # both sides made the same change
             # only we changed it, or both did
             value = o if _same(t, b) else self.both_changed((*prefix, name), b, o, t)
             if value is ABSENT:
@@ -144,6 +148,13 @@ class _Merge:
             else:
                 result[name] = value
         return result
+
+    def accumulates(self, path: Path) -> bool:
+        """Whether equal changes on both sides still add up here (increments, "sum", custom functions)."""
+        if path[1:] in self.delta_paths:
+            return True
+        policy = self.policies.explicit(path)
+        return policy == "sum" or callable(policy)
 
     def both_changed(self, path: Path, b: Any, o: Any, t: Any) -> Any:
         self.resolved += 1

@@ -286,9 +286,9 @@ class Turn:
                         extra={"keys": exc.keys, "attempts": attempt},
                     )
                     raise CommitRetriesExhaustedError(exc.keys, attempt) from exc
-                conflicted = [slot for slot, _ in pending if slot.key in exc.keys]
-                await self._rebase(conflicted)
-                pending = _pending(conflicted)
+                unwritten = [slot for slot, _ in pending if slot.key not in exc.written]
+                await self._rebase([slot for slot in unwritten if slot.key in exc.keys])
+                pending = _pending(unwritten)
                 if not pending:
                     return
                 manager.stats["retries"] += 1

@@ -1,0 +1,96 @@
+"""Storages the scenario tests run against: every backend that claims the capability under test.
+
+A :class:`Backend` opens new storage objects over the same data (another bot instance, or a restarted
+one) and describes itself as a JSON spec so a subprocess can open it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from turnstate.storage.base import Storage
+from turnstate.storage.file import FileStorage
+from turnstate.storage.memory import MemoryStorage
+
+WORKER = Path(__file__).with_name("scenario_worker.py")
+
+
+class Backend:
+    """One storage configuration; ``open()`` gives a new storage object over the same data."""
+
+    def __init__(
+        self, name: str, spec: dict[str, Any], opener: Callable[[], Storage], *, shared: bool
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self._opener = opener
+        self.shared = shared
+        self.opened: list[Storage] = []
+
+    def open(self) -> Storage:
+        storage = self._opener()
+        self.opened.append(storage)
+        return storage
+
+    async def close_all(self) -> None:
+        for storage in self.opened:
+            await storage.aclose()
+
+    def run_worker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run tests/scenario_worker.py against this backend in a new process."""
+        if not self.shared:
+            raise RuntimeError(f"{self.name} storage is not shared between processes")
+        return subprocess.run(
+            [sys.executable, str(WORKER), json.dumps(self.spec), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(WORKER.parent.parent)},
+        )
+
+    def start_worker(self, *args: str) -> subprocess.Popen[str]:
+        if not self.shared:
+            raise RuntimeError(f"{self.name} storage is not shared between processes")
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), json.dumps(self.spec), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(WORKER.parent.parent)},
+        )
+
+
+def open_spec(spec: dict[str, Any]) -> Storage:
+    """Open a storage from a Backend spec (used by worker processes)."""
+    kind = spec["kind"]
+    if kind == "file":
+        return FileStorage(spec["path"], fsync=False)
+    if kind in ("redis", "redis-cluster"):
+        from turnstate_redis import RedisStorage
+
+        return RedisStorage(spec["url"], key_prefix=spec["prefix"], cluster=kind == "redis-cluster")
+    raise ValueError(f"cannot open a {kind!r} storage in another process")
+
+
+def memory_backend() -> Backend:
+    shared = MemoryStorage()
+    return Backend("memory", {"kind": "memory"}, lambda: shared, shared=False)
+
+
+def file_backend(directory: Path) -> Backend:
+    spec = {"kind": "file", "path": str(directory)}
+    return Backend("file", spec, lambda: open_spec(spec), shared=True)
+
+
+def redis_backend(url: str, *, cluster: bool) -> Backend:
+    kind = "redis-cluster" if cluster else "redis"
+    spec = {"kind": kind, "url": url, "prefix": f"scenario-{uuid.uuid4().hex[:8]}:"}
+    return Backend(kind, spec, lambda: open_spec(spec), shared=True)
