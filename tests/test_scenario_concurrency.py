@@ -165,7 +165,7 @@ async def test_processes_incrementing_one_conversation_count_exactly(
     procs, turns = 3, 30
     workers = [shared_backend.start_worker(mode, str(turns), "multi") for _ in range(procs)]
     outputs = [w.communicate(timeout=180) for w in workers]
-    for worker, (out, err) in zip(workers, outputs, strict=True):
+    for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
     stats = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     async with StateManager(shared_backend.open()).turn(message(conversation="multi")) as state:
