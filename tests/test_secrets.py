@@ -38,7 +38,6 @@ AZURE = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + "Ab1+" *
         (f"Bearer {JWT}", "JWT"),
         ("Authorization: Bearer abcDEF1234567890xyz", "bearer token"),
         ("bearer 0123456789abcdef0123", "bearer token"),
-        ("BEARER AbCdEfGhIjKlMnOpQr", "bearer token"),
         (GITHUB, "GitHub token"),
         ("github_pat_" + "11ABCDEFG0" * 5, "GitHub token"),
         (SLACK, "Slack token"),

@@ -2,10 +2,11 @@
 
 A field declared encrypted is stored, in place of its value, as the JSON object::
 
-    {"$enc": "v1.<key id>.<base64url(nonce || ciphertext || tag), unpadded>"}
+    {"$enc": "v1.<key id>.<base64(nonce || ciphertext || tag)>"}
 
 The plaintext is the JSON encoding of the value, so any storable value (str, number, list, object, null)
-round-trips. The nonce is 12 fresh random bytes per encryption; the tag is 16 bytes. The associated data
+round-trips. Base64 is the standard, padded alphabet (RFC 4648 section 4), whose '+', '/' and '=' need no
+escaping in JSON. The nonce is 12 fresh random bytes per encryption; the tag is 16 bytes. The associated data
 is the JSON array ``["v1", key id, storage key, scope, [path segments...]]``, so a ciphertext copied to
 another document, scope or field, or relabelled with another key id, fails to decrypt.
 
@@ -53,24 +54,13 @@ _GENERATE_HINT = (
 )
 _MIN_RAW = NONCE_SIZE + TAG_SIZE + 1
 _TO_STD = bytes.maketrans(b"-_", b"+/")
-_TO_URL = bytes.maketrans(b"+/", b"-_")
 _PADDING = ("", "===", "==", "=")
 
+_AD_CACHE_SIZE = 256
+_a2b = binascii.a2b_base64
+_b2a = binascii.b2a_base64
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-
-
-def _b64url(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    if "+" in text or "/" in text or "=" in text:
-        raise ValueError("not unpadded base64url")
-    # strict_mode rejects every character outside the alphabet, so nothing is skipped silently.
-    return binascii.a2b_base64(
-        (text + _PADDING[len(text) % 4]).encode("ascii").translate(_TO_STD), strict_mode=True
-    )
 
 
 def _check_key_id(kid: object, where: str) -> str:
@@ -227,9 +217,6 @@ class KeyRing:
             raise KeyRingError(f"key id {kid!r} is the primary; promote another key before removing it")
         return KeyRing({k: v for k, v in self._keys.items() if k != kid}, primary=self._primary)
 
-    def _cipher(self, kid: str) -> AESGCM | None:
-        return self._ciphers.get(kid)
-
 
 @runtime_checkable
 class KeyProvider(Protocol):
@@ -357,14 +344,11 @@ def _plan(
 ) -> dict[str, Any] | None:
     """Copy ``data`` along matched paths; queue each present matched field. None if nothing matched."""
     copy: dict[str, Any] | None = None
+    children = node.children
     star = node.star
-    items: Iterable[tuple[str, _Node | None]]
-    if star is None:
-        items = node.children.items()
-    else:
-        children = node.children
-        items = ((seg, children.get(seg, star)) for seg in data)
-    for seg, child in items:
+    # Try the declared names when they are fewer (and there is no '*'), otherwise the data's.
+    for seg in children if star is None and len(children) <= len(data) else data:
+        child = children.get(seg, star)
         if child is None or seg not in data:
             continue
         if child.terminal:
@@ -384,23 +368,18 @@ def _plan(
 
 def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], found: list[_Job]) -> None:
     """Collect (container, name, path) for each present matched field, without copying."""
+    children = node.children
     star = node.star
-    if star is None:
-        for seg, child in node.children.items():
-            if seg in data:
-                if child.terminal:
-                    found.append((data, seg, (*path, seg)))
-                else:
-                    value = data[seg]
-                    if type(value) is dict:
-                        _visit(child, value, (*path, seg), found)
-    else:
-        children = node.children
-        for seg, value in data.items():
-            child = children.get(seg, star)
-            if child.terminal:
-                found.append((data, seg, (*path, seg)))
-            elif type(value) is dict:
+    # Try the declared names when they are fewer (and there is no '*'), otherwise the data's.
+    for seg in children if star is None and len(children) <= len(data) else data:
+        child = children.get(seg, star)
+        if child is None or seg not in data:
+            continue
+        if child.terminal:
+            found.append((data, seg, (*path, seg)))
+        else:
+            value = data[seg]
+            if type(value) is dict:
                 _visit(child, value, (*path, seg), found)
 
 
@@ -412,7 +391,17 @@ class FieldEncryption:
     returned as is (and encrypted on the next write) instead of raising PlaintextFieldError.
     """
 
-    __slots__ = ("_allow_plaintext", "_keys", "_paths", "_random", "_roots")
+    __slots__ = (
+        "_ad_cache",
+        "_allow_plaintext",
+        "_head",
+        "_keys",
+        "_paths",
+        "_primary",
+        "_random",
+        "_roots",
+        "_scopes",
+    )
 
     def __init__(self, paths: Iterable[str], keys: KeyRing, *, allow_plaintext: bool = False) -> None:
         if not isinstance(keys, KeyRing):
@@ -421,10 +410,14 @@ class FieldEncryption:
                 "'await load_keys(source)'"
             )
         self._paths, self._roots = _compile(paths)
+        self._scopes = frozenset(self._roots)
         self._keys = keys
+        self._primary = keys.primary
+        self._head = f"{ENVELOPE_VERSION}.{keys.primary}."
         self._allow_plaintext = bool(allow_plaintext)
         # Test hook: the known-answer test swaps in a fixed nonce source.
         self._random: Callable[[int], bytes] = os.urandom
+        self._ad_cache: dict[tuple[str, str, str], bytes] = {}
 
     def __repr__(self) -> str:
         return (
@@ -447,7 +440,7 @@ class FieldEncryption:
     @property
     def scopes(self) -> frozenset[str]:
         """Names of the scopes that have at least one encrypted path."""
-        return frozenset(self._roots)
+        return self._scopes
 
     def with_keys(self, keys: KeyRing) -> FieldEncryption:
         """Return the same paths and mode over another ring (for example after promoting a key)."""
@@ -491,8 +484,15 @@ class FieldEncryption:
 
     def _ad_prefix(self, kid: str, storage_key: str, scope: str) -> bytes:
         # The associated data is the JSON array ["v1", kid, storage key, scope, [path...]]; this is its
-        # opening part, to which each field appends its path array and the closing bracket.
-        return _encode((ENVELOPE_VERSION, kid, storage_key, scope))[:-1] + b","
+        # opening part, to which each field appends its path array and the closing bracket. A turn
+        # decrypts and encrypts the same documents, so the last few prefixes are kept.
+        cache_key = (kid, storage_key, scope)
+        prefix = self._ad_cache.get(cache_key)
+        if prefix is None:
+            if len(self._ad_cache) >= _AD_CACHE_SIZE:
+                self._ad_cache.clear()
+            prefix = self._ad_cache[cache_key] = _encode((ENVELOPE_VERSION, *cache_key))[:-1] + b","
+        return prefix
 
     def encrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]:
         """Return a new dict in which each present declared field holds its envelope.
@@ -506,11 +506,13 @@ class FieldEncryption:
         out = _plan(root, data, (), jobs)
         if out is None:
             return dict(data)
-        kid = self._keys.primary
-        cipher = self._keys._ciphers[kid]
-        head = f"{ENVELOPE_VERSION}.{kid}."
-        ad_prefix = self._ad_prefix(kid, storage_key, scope)
+        kid = self._primary
+        encrypt = self._keys._ciphers[kid].encrypt
+        head = self._head
+        ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(kid, storage_key, scope)
         nonces = self._random(NONCE_SIZE * len(jobs))
+        if len(nonces) != NONCE_SIZE * len(jobs):
+            raise EncryptionError("the random source returned too few bytes")
         offset = 0
         for container, name, path in jobs:
             try:
@@ -522,8 +524,9 @@ class FieldEncryption:
                 ) from exc
             nonce = nonces[offset : offset + NONCE_SIZE]
             offset += NONCE_SIZE
-            sealed = cipher.encrypt(nonce, plaintext, ad_prefix + _encode(path) + b"]")
-            container[name] = {ENVELOPE_MARKER: head + _b64url(nonce + sealed)}
+            sealed = nonce + encrypt(nonce, plaintext, ad_prefix + _encode(path) + b"]")
+            text = _b2a(sealed, newline=False).decode("ascii")
+            container[name] = {ENVELOPE_MARKER: head + text}
         return out
 
     def decrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -539,15 +542,32 @@ class FieldEncryption:
         _visit(root, data, (), found)
         if not found:
             return data
-        prefixes: dict[str, bytes] = {}
         ring = self._keys
+        primary = self._primary
+        head = self._head
+        skip = len(head)
+        decrypt = ring._ciphers[primary].decrypt
+        prefix: bytes | None = None
         for container, name, path in found:
             value = container[name]
             if type(value) is not dict or ENVELOPE_MARKER not in value:
                 if self._allow_plaintext:
                     continue
                 raise PlaintextFieldError(storage_key, _show(scope, path))
-            container[name] = self._open(value, scope, storage_key, path, ring, prefixes)
+            # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a
+            # failure) goes to _open, which checks every step and raises the precise error.
+            text = value[ENVELOPE_MARKER]
+            if len(value) == 1 and type(text) is str and text.startswith(head):
+                if prefix is None:
+                    prefix = self._ad_prefix(primary, storage_key, scope)
+                try:
+                    raw = _a2b(text[skip:], strict_mode=True)
+                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + _encode(path) + b"]")
+                    container[name] = _decode(plaintext)
+                    continue
+                except (ValueError, InvalidTag, msgspec.DecodeError):
+                    pass
+            container[name] = self._open(value, scope, storage_key, path, ring)
         return data
 
     def _open(
@@ -557,8 +577,8 @@ class FieldEncryption:
         storage_key: str,
         path: tuple[str, ...],
         ring: KeyRing,
-        prefixes: dict[str, bytes],
     ) -> Any:
+        """Decrypt one envelope with every check spelled out; raises the precise DecryptionError."""
         text = envelope[ENVELOPE_MARKER]
         if len(envelope) != 1 or type(text) is not str:
             raise DecryptionError(
@@ -573,7 +593,7 @@ class FieldEncryption:
                 f"envelope format {version!r} is not supported by this release "
                 f"(it reads {ENVELOPE_VERSION!r})"
                 if version
-                else f"malformed envelope: expected '{ENVELOPE_VERSION}.<key id>.<base64url>'"
+                else f"malformed envelope: expected '{ENVELOPE_VERSION}.<key id>.<base64>'"
             )
             raise DecryptionError(storage_key, _show(scope, path), reason)
         kid = parts[1]
@@ -588,16 +608,12 @@ class FieldEncryption:
                 f"(it holds {', '.join(map(repr, ring.ids))}); add that key, decrypt-only, to the ring",
             )
         try:
-            raw = _unb64url(parts[2])
-        except (ValueError, binascii.Error) as exc:
-            raise DecryptionError(
-                storage_key, _show(scope, path), "malformed envelope: bad base64url"
-            ) from exc
+            raw = _a2b(parts[2], strict_mode=True)
+        except ValueError as exc:
+            raise DecryptionError(storage_key, _show(scope, path), "malformed envelope: bad base64") from exc
         if len(raw) < _MIN_RAW:
             raise DecryptionError(storage_key, _show(scope, path), "malformed envelope: too short")
-        prefix = prefixes.get(kid)
-        if prefix is None:
-            prefix = prefixes[kid] = self._ad_prefix(kid, storage_key, scope)
+        prefix = self._ad_prefix(kid, storage_key, scope)
         try:
             plaintext = cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + _encode(path) + b"]")
         except InvalidTag as exc:
@@ -624,7 +640,7 @@ class FieldEncryption:
             return False
         found: list[_Job] = []
         _visit(root, data, (), found)
-        head = f"{ENVELOPE_VERSION}.{self._keys.primary}."
+        head = self._head
         for container, name, _ in found:
             value = container[name]
             if not is_envelope(value) or not value[ENVELOPE_MARKER].startswith(head):

@@ -1,0 +1,129 @@
+"""Field encryption and secrets-guard cost, each against a peer measured in the same run.
+
+Run: .venv/bin/python benchmarks/bench_crypto.py [--quick]
+
+1. encrypt_data + decrypt_data of a user document with 1 and 10 encrypted small-string fields, in
+   microseconds per encrypted field, against cryptography's Fernet sealing and opening the same values
+   (the usual "encrypt before storing" answer). Target: at most 3 us per field.
+2. find_secret on a short string, a chat-length message and a small document, against msgspec JSON
+   encoding of the same value (work set() does anyway).
+
+Figures are the best of several repeats; compare ratios within one run, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from turnstate.crypto import FieldEncryption, KeyRing
+from turnstate.secrets import find_secret
+
+TARGET_US_PER_FIELD = 3.0
+
+
+def best_us(fn: Callable[[], object], number: int, repeat: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+
+
+def bench_encryption(number: int, repeat: int) -> None:
+    key = KeyRing.generate_key()
+    enc = FieldEncryption([f"user.f{i}" for i in range(10)], KeyRing({"k1": key}))
+    fernet = Fernet(Fernet.generate_key())
+    aead = AESGCM(key)
+    encode, decode = msgspec.json.encode, msgspec.json.decode
+    print("field encryption: encrypt_data + decrypt_data per document (small strings)")
+    print("  floor = bare AESGCM encrypt + decrypt + os.urandom(12) per value, no envelope, no document walk")
+    print(
+        f"  {'fields':>6} {'turnstate us/field':>19} {'Fernet us/field':>16} {'Fernet / ours':>14}"
+        f" {'floor us/field':>15} {'target':>7}"
+    )
+    for count in (1, 10):
+        data: dict[str, Any] = {f"f{i}": f"user{i}@example.com" for i in range(count)}
+        data.update({"name": "Alice", "turns": 3})  # plain fields ride along
+
+        def ours(data: dict[str, Any] = data) -> None:
+            enc.decrypt_data("user", "user/u1", enc.encrypt_data("user", "user/u1", data))
+
+        def peer(data: dict[str, Any] = data, count: int = count) -> None:
+            out = dict(data)
+            for i in range(count):
+                name = f"f{i}"
+                out[name] = fernet.encrypt(encode(data[name])).decode()
+            for i in range(count):
+                name = f"f{i}"
+                out[name] = decode(fernet.decrypt(out[name]))
+
+        def floor(data: dict[str, Any] = data, count: int = count) -> None:
+            for i in range(count):
+                nonce = os.urandom(12)
+                ad = b'["v1","k1","user/u1","user",["f0"]]'
+                aead.decrypt(nonce, aead.encrypt(nonce, encode(data[f"f{i}"]), ad), ad)
+
+        check = enc.encrypt_data("user", "user/u1", data)
+        if enc.decrypt_data("user", "user/u1", check) != data:
+            raise SystemExit("round trip failed")
+        ours_us = best_us(ours, number, repeat) / count
+        peer_us = best_us(peer, max(number // 4, 1), repeat) / count
+        floor_us = best_us(floor, number, repeat) / count
+        verdict = "met" if ours_us <= TARGET_US_PER_FIELD else "missed"
+        print(
+            f"  {count:>6} {ours_us:>19.2f} {peer_us:>16.2f} {peer_us / ours_us:>13.1f}x"
+            f" {floor_us:>15.2f} {verdict:>7}"
+        )
+    print(f"  target: at most {TARGET_US_PER_FIELD} us per field")
+
+
+def bench_secrets(number: int, repeat: int) -> None:
+    cases: list[tuple[str, Any]] = [
+        ("short string (11 chars)", "hello there"),
+        (
+            "message (100 chars)",
+            "Could you please look at the incident from yesterday about the management rollout? Thanks!",
+        ),
+        (
+            "message with hyphens",
+            "Could you please look at the incident from yesterday about the risk-management rollout?",
+        ),
+        (
+            "document (8 fields)",
+            {
+                "name": "Alice Smith",
+                "email": "alice@contoso.com",
+                "turns": 42,
+                "tags": ["vip", "emea"],
+                "last": "Thanks, that fixed it!",
+                "settings": {"lang": "en-GB", "tz": "Europe/London"},
+                "aad": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "note": "Prefers email over phone calls when the incident is not urgent.",
+            },
+        ),
+    ]
+    encode = msgspec.json.encode
+    print("secrets guard: find_secret vs msgspec JSON encoding of the same value")
+    print(f"  {'value':<24} {'find_secret ns':>15} {'json encode ns':>15} {'guard / encode':>15}")
+    for label, value in cases:
+        if find_secret(value) is not None:
+            raise SystemExit(f"false positive on {label}")
+        guard_ns = best_us(lambda value=value: find_secret(value), number * 10, repeat) * 1000
+        peer_ns = best_us(lambda value=value: encode(value), number * 10, repeat) * 1000
+        print(f"  {label:<24} {guard_ns:>15.0f} {peer_ns:>15.0f} {guard_ns / peer_ns:>14.1f}x")
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    number, repeat = (500, 3) if quick else (5000, 7)
+    bench_encryption(number, repeat)
+    print()
+    bench_secrets(number, repeat)
+
+
+if __name__ == "__main__":
+    main()
