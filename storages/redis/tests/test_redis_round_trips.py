@@ -16,6 +16,7 @@ from redis.asyncio.connection import Connection
 from redis_test_servers import RedisClusterNodes, RedisServer, calls_delta, command_calls
 from turnstate_redis import RedisStorage
 
+from turnstate import Scope, StateManager
 from turnstate.storage.base import WriteItem
 
 
@@ -167,3 +168,57 @@ async def test_cluster_write_after_script_flush_loads_the_script_once_per_master
     sends.clear()
     await clustered.write({k: WriteItem(b"{}") for k in keys})
     assert sends == Counter(dict.fromkeys(masters, 1))
+
+
+def _activity(conversation: str, turn_no: int) -> dict[str, Any]:
+    """A Teams message in ``conversation`` from a user of that conversation alone (fresh documents)."""
+    return {
+        "type": "message",
+        "id": f"{conversation}-activity-{turn_no}",
+        "channelId": "msteams",
+        "conversation": {"id": conversation, "tenantId": "tenant-1"},
+        "from": {"id": f"29:user-of-{conversation}"},
+        "recipient": {"id": "28:bot-1"},
+    }
+
+
+def _manager(storage: RedisStorage, n: int) -> tuple[StateManager, list[str]]:
+    """A manager with ``n`` persisted scopes: the built-in ones first, then a custom one."""
+    builtin = ["conversation", "user", "private"][: min(n, 3)]
+    custom = [Scope("incident", key=lambda activity: activity["conversation"]["id"])] if n == 4 else []
+    return StateManager(storage, builtin_scopes=builtin, scopes=custom), builtin + [s.name for s in custom]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+async def test_standalone_turn_costs_one_read_and_one_write_round_trip(
+    standalone: RedisStorage, redis_server: RedisServer, sends: SendCounter, n: int
+) -> None:
+    manager, scopes = _manager(standalone, n)
+    conversation = f"19:{uuid.uuid4().hex}@thread.v2"
+    for turn_no in range(3):
+        sends.clear()
+        before = command_calls(redis_server.port)
+        async with manager.turn(_activity(conversation, turn_no)) as state:
+            for name in scopes:
+                getattr(state, name).incr("turns")
+        assert sends.total() == 2, f"turn {turn_no}"
+        expected = cas_calls(created=n) if turn_no == 0 else cas_calls(replaced=n)
+        assert calls_delta(before, command_calls(redis_server.port)) == {"get": n, **expected}
+    async with manager.turn(_activity(conversation, 99)) as state:
+        assert [getattr(state, name).get("turns") for name in scopes] == [3] * n
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+async def test_cluster_turn_costs_one_read_and_one_write_round_trip_per_master(
+    clustered: RedisStorage, redis_cluster: RedisClusterNodes, sends: SendCounter, n: int
+) -> None:
+    manager, scopes = _manager(clustered, n)
+    conversation = f"19:{uuid.uuid4().hex}@thread.v2"
+    for turn_no in range(3):
+        sends.clear()
+        async with manager.turn(_activity(conversation, turn_no)) as state:
+            for name in scopes:
+                getattr(state, name).incr("turns")
+        # Each master holding one of the turn's documents got one send for the read, one for the write.
+        assert set(sends.values()) == {2}, f"turn {turn_no}: {sends}"
+        assert 1 <= len(sends) <= n
