@@ -389,6 +389,9 @@ class FieldEncryption:
     ``paths``: state paths with the scope first, ``*`` matching one field name. ``keys``: the ring.
     ``allow_plaintext``: migration mode, off by default; plaintext found at a declared path is then
     returned as is (and encrypted on the next write) instead of raising PlaintextFieldError.
+
+    Every encryption uses a fresh nonce, so encrypting equal data twice gives different bytes: decide
+    whether a document changed by comparing plaintext, never the encrypted form.
     """
 
     __slots__ = (
