@@ -12,8 +12,8 @@ another document, scope or field, or relabelled with another key id, fails to de
 
 Declared paths are state paths with the scope first (``"user.email"``, ``"conversation.incident.owner"``).
 A ``*`` segment matches exactly one field name at that level; a path that names an object encrypts the whole
-object as one envelope (that is how to encrypt a subtree; ``**`` is not supported). Segments address object
-members only, never list items.
+object as one envelope (that is how to encrypt a subtree; ``**`` is not supported, and a field literally
+named ``*`` cannot be declared). Segments address object members only, never list items.
 
 Everything fails closed: a bad tag, an unknown key id, a malformed envelope, or plaintext where a field is
 declared encrypted raises an :class:`~turnstate.errors.EncryptionError` naming the storage key and path.
