@@ -19,6 +19,7 @@ from turnstate.errors import (
     InvalidKeyError,
     PreconditionFailedError,
     StorageError,
+    StorageUnavailableError,
 )
 from turnstate.storage.base import WriteItem
 
@@ -226,3 +227,22 @@ def test_importing_turnstate_does_not_import_redis() -> None:
     code = "import sys, turnstate, turnstate.storage, turnstate.testing; print('redis' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+async def test_a_refusal_by_redis_is_a_storage_error_naming_the_key(durable_redis: RedisServer) -> None:
+    """Out of memory is not an outage: StorageError (not StorageUnavailableError) with Redis's reason."""
+    key = _key()
+    async with RedisStorage(durable_redis.url) as storage:
+        await storage.write({_key("first"): WriteItem(b"{}")})
+        with durable_redis.admin() as admin:
+            admin.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(StorageError) as info:
+                await storage.write({key: WriteItem(b"{}")})
+        finally:
+            with durable_redis.admin() as admin:
+                admin.config_set("maxmemory", 0)
+        assert not isinstance(info.value, StorageUnavailableError)
+        assert key in str(info.value)
+        assert "OOM" in str(info.value) or "maxmemory" in str(info.value)
+        await storage.write({key: WriteItem(b"{}")})

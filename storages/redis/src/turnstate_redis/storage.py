@@ -43,12 +43,15 @@ from turnstate_redis._layout import (
     CAS_SCRIPT,
     CAS_SHA,
     FOREIGN_TYPE,
+    FOREIGN_TYPE_REASON,
     NOT_OUR_LAYOUT,
+    NOT_OUR_LAYOUT_REASON,
     PRECONDITION_FAILED,
     WRITTEN,
     new_etag,
     pack,
     unpack,
+    where,
 )
 from turnstate_redis._transport import (
     ClusterTransport,
@@ -122,16 +125,17 @@ class RedisStorage(Storage):
         self._key_prefix = key_prefix
         self._closed = False
         if client is not None:
-            given = [name for name, value in (("url", url), ("cluster", cluster or None)) if value]
-            given += [
+            given = [
                 name
                 for name, value in (
-                    ("socket_timeout", socket_timeout),
-                    ("socket_connect_timeout", socket_connect_timeout),
+                    ("url", url is not None),
+                    ("cluster", cluster),
+                    ("socket_timeout", socket_timeout is not _UNSET),
+                    ("socket_connect_timeout", socket_connect_timeout is not _UNSET),
+                    *((option, True) for option in client_options),
                 )
-                if value is not _UNSET
+                if value
             ]
-            given += list(client_options)
             if given:
                 raise TypeError(
                     f"RedisStorage(client=...) takes no {', '.join(given)}: configure the client you pass"
@@ -174,12 +178,12 @@ class RedisStorage(Storage):
         names = [self._name(key) for key in unique]
         replies = await self._execute("read", unique, names, [("GET", name) for name in names])
         found: dict[str, StoredItem] = {}
-        for key, reply in zip(unique, replies, strict=True):
+        for key, name, reply in zip(unique, names, replies, strict=True):
             if reply is None:
                 continue
             if not isinstance(reply, bytes):
-                raise self._reply_error("read", key, reply)
-            found[key] = unpack(key, reply)
+                raise self._reply_error("read", key, name, reply)
+            found[key] = unpack(key, name, reply)
         return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
@@ -199,13 +203,13 @@ class RedisStorage(Storage):
         written: dict[str, str] = {}
         failed: list[str] = []
         problem: StorageError | None = None
-        for key, etag, reply in zip(keys, etags, replies, strict=True):
+        for key, name, etag, reply in zip(keys, names, etags, replies, strict=True):
             if reply == WRITTEN:
                 written[key] = etag
             elif reply == PRECONDITION_FAILED:
                 failed.append(key)
             elif problem is None:
-                problem = self._reply_error("write", key, reply)
+                problem = self._reply_error("write", key, name, reply)
         if problem is not None:
             raise problem
         if failed:
@@ -219,9 +223,9 @@ class RedisStorage(Storage):
         unique = list(dict.fromkeys(keys))
         names = [self._name(key) for key in unique]
         replies = await self._execute("delete", unique, names, [("DEL", name) for name in names])
-        for key, reply in zip(unique, replies, strict=True):
+        for key, name, reply in zip(unique, names, replies, strict=True):
             if isinstance(reply, Exception):
-                raise self._reply_error("delete", key, reply)
+                raise self._reply_error("delete", key, name, reply)
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield live keys starting with ``prefix`` (SCAN over every primary; each key once)."""
@@ -315,22 +319,18 @@ class RedisStorage(Storage):
                 else ""
             )
             return StorageUnavailableError(
-                f"Redis at {self._where} failed to {action} {shown}: {type(exc).__name__}: {exc}. "
+                f"Redis at {self._where} failed to {action} {shown}: {type(exc).__name__}: {_text(exc)}. "
                 f"Nothing was retried.{outcome} The next call reconnects by itself."
             )
         return StorageError(
             f"Redis at {self._where} refused to {action} {shown}: {type(exc).__name__}: {exc}"
         )
 
-    def _reply_error(self, action: str, key: str, reply: object) -> StorageError:
+    def _reply_error(self, action: str, key: str, name: bytes, reply: object) -> StorageError:
         if reply == FOREIGN_TYPE or (isinstance(reply, ResponseError) and str(reply).startswith("WRONGTYPE")):
-            return CorruptDocumentError(
-                key, "the Redis key holds a non-string value, so something other than turnstate wrote it"
-            )
+            return CorruptDocumentError(key, FOREIGN_TYPE_REASON, where(name))
         if reply == NOT_OUR_LAYOUT:
-            return CorruptDocumentError(
-                key, "the Redis string under this key is not in turnstate's 'ts1|<etag>|<value>' layout"
-            )
+            return CorruptDocumentError(key, NOT_OUR_LAYOUT_REASON, where(name))
         if isinstance(reply, BaseException):
             return self._call_error(action, [key], reply)
         return StorageError(f"Redis at {self._where} gave an unexpected reply to {action} {key!r}: {reply!r}")
@@ -354,6 +354,10 @@ def _script_args(key: str, item: WriteItem, etag: str) -> tuple[bytes | str, ...
     else:
         raise InvalidItemError(key, f"if_match must be '*', None or an ETag str, got {item.if_match!r}")
     return mode, expected.encode("utf-8", "surrogateescape"), pack(etag, value), ttl
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc).strip().rstrip(".") or "(no message)"
 
 
 def _glob_escape(raw: bytes) -> bytes:
