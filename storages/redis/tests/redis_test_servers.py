@@ -133,9 +133,13 @@ class RedisServer:
 
     def admin(self, timeout: float = 5.0) -> redis.Redis:
         """A synchronous client for inspecting the server (commandstats, DEBUG, CONFIG...)."""
-        tls = {"ssl": True, "ssl_ca_certs": str(self.certificate)} if self.certificate else {}
         return redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout, **tls
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            ssl=self.certificate is not None,
+            ssl_ca_certs=str(self.certificate) if self.certificate else None,
         )
 
     def kill(self) -> None:

@@ -215,7 +215,7 @@ async def test_hiredis_parses_replies_when_installed(redis_server: RedisServer) 
     try:
         async with RedisStorage(client=client) as storage:
             await storage.read([_key()])
-        connection = await client.connection_pool.get_connection()
+        connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         assert HIREDIS_AVAILABLE
         assert "Hiredis" in type(connection._parser).__name__
         await client.connection_pool.release(connection)
