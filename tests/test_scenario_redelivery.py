@@ -78,7 +78,7 @@ async def test_concurrent_redelivery_commits_once_and_drops_the_duplicate(backen
 
 
 async def test_many_redeliveries_of_many_activities(backend: Backend) -> None:
-    bots = [runbook_bot(backend)[0] for _ in range(3)]
+    bots = [runbook_bot(backend, max_commit_attempts=100)[0] for _ in range(3)]
     activities = [message(activity_id=f"a-{i}") for i in range(10)]
     await asyncio.gather(*(bot.process(a) for a in activities for bot in bots))
     assert await steps_run(backend) == 10

@@ -422,6 +422,11 @@ class FieldEncryption:
         self._random: Callable[[int], bytes] = os.urandom
         self._ad_cache: dict[tuple[str, str, str], bytes] = {}
 
+    @staticmethod
+    def check_paths(paths: Iterable[str]) -> None:
+        """Raise ValueError for a malformed path pattern, without needing keys."""
+        _compile(paths)
+
     def __repr__(self) -> str:
         return (
             f"FieldEncryption(paths={list(self._paths)!r}, keys={self._keys!r}, "

@@ -2,11 +2,12 @@
 
 A scope's state is stored as one JSON object::
 
-    {"v": 1, "data": {...the scope's fields...}, "meta": {...}}
+    {"v": 1, "data": {...the scope's fields...}, "seen": "...", "meta": {...}}
 
 ``v`` is the format version. ``data`` holds the fields (encrypted fields hold an envelope in place of the
-value). ``meta`` is optional room for bookkeeping such as recently processed activity ids or encryption
-markers; it is omitted when empty. Unknown ``meta`` entries are preserved by readers of this version.
+value). ``seen`` is the window of recently committed activity ids (:mod:`turnstate.redelivery`), omitted
+when empty. ``meta`` is optional room for other bookkeeping; it is omitted when empty, and entries this
+version does not know are preserved.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ FORMAT_VERSION = 1
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
     v: int
     data: msgspec.Raw
+    seen: str = ""
     meta: dict[str, msgspec.Raw] = {}
 
 
@@ -42,6 +44,7 @@ class Document(msgspec.Struct, gc=False):
     data: dict[str, Any]
     data_bytes: bytes
     meta: dict[str, msgspec.Raw]
+    seen: str
 
 
 def decode(key: str, value: bytes) -> Document:
@@ -59,7 +62,7 @@ def decode(key: str, value: bytes) -> Document:
         data = _data_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise CorruptDocumentError(key, f"'data' is not a JSON object ({exc})") from exc
-    return Document(data, raw, envelope.meta)
+    return Document(data, raw, envelope.meta, envelope.seen)
 
 
 def decode_data(key: str, data_bytes: bytes) -> dict[str, Any]:
@@ -75,8 +78,11 @@ def encode_data(data: dict[str, Any]) -> bytes:
     return _encoder.encode(data)
 
 
-def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None) -> bytes:
-    """Build the stored bytes from encoded fields and optional metadata (values may be msgspec.Raw)."""
+def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None, seen: str = "") -> bytes:
+    """Build the stored bytes from encoded fields, the redelivery window and metadata (values may be Raw)."""
+    out = _PREFIX + data_bytes
+    if seen:
+        out += b',"seen":' + _encoder.encode(seen)
     if meta:
-        return _PREFIX + data_bytes + b',"meta":' + _encoder.encode(meta) + b"}"
-    return _PREFIX + data_bytes + b"}"
+        out += b',"meta":' + _encoder.encode(meta)
+    return out + b"}"

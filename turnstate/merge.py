@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from turnstate.paths import Path, parse
+from turnstate.paths import Path, matches, parse
 
 PolicyName = Literal["last", "first", "sum", "union", "max", "raise"]
 MergeFunction = Callable[[Any, Any, Any], Any]
@@ -68,7 +68,7 @@ class MergePolicies:
     def explicit(self, path: Path) -> Policy | None:
         """The policy declared for ``path`` (scope first), or None."""
         for parts, policy in self._rules:
-            if _matches(parts, path):
+            if matches(parts, path):
                 return policy
         return None
 
@@ -84,13 +84,6 @@ def _check_policy(where: str, policy: Any) -> Policy:
     raise ValueError(
         f"merge policy for {where!r} must be one of {', '.join(_NAMES)} or a callable, got {policy!r}"
     )
-
-
-def _matches(pattern: Path, path: Path) -> bool:
-    if pattern and pattern[-1] == "**":
-        head = pattern[:-1]
-        return len(path) >= len(head) and all(p == "*" or p == s for p, s in zip(head, path, strict=False))
-    return len(pattern) == len(path) and all(p == "*" or p == s for p, s in zip(pattern, path, strict=True))
 
 
 class MergeResult:

@@ -60,3 +60,11 @@ def escape(segment: str) -> str:
 def join(*segments: str) -> str:
     """Build a path from raw field names."""
     return ".".join(escape(s) for s in segments)
+
+
+def matches(pattern: Path, path: Path) -> bool:
+    """Whether ``path`` matches ``pattern``: ``*`` stands for one segment, a trailing ``**`` for any depth."""
+    if pattern and pattern[-1] == "**":
+        head = pattern[:-1]
+        return len(path) >= len(head) and all(p in ("*", s) for p, s in zip(head, path, strict=False))
+    return len(pattern) == len(path) and all(p in ("*", s) for p, s in zip(pattern, path, strict=True))

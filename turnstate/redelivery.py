@@ -1,34 +1,26 @@
-"""The window of recently committed activity ids kept in a document's metadata.
+"""The window of recently committed activity ids kept in each document (its ``seen`` field).
 
-Stored under ``meta["seen"]`` as one JSON string, oldest entry first, entries separated by ``|``, each
-``<id> <unix seconds>``; ``\\``, ``|`` and space inside ids are escaped as ``\\\\``, ``\\p`` and ``\\s``.
-Checking and appending work on the encoded bytes, so a turn never decodes the window; it is decoded and
-trimmed (by count and age) only when it has grown to twice its size.
+One string, oldest entry first, entries separated by ``|``, each ``<id> <unix seconds>``; ``\\``, ``|``
+and space inside ids are escaped as ``\\\\``, ``\\p`` and ``\\s``. A plain string keeps the check at load
+and the append at commit to a substring search and a concatenation; the window is split and trimmed (by
+count and age) only when it has grown past its size by a quarter.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-
-import msgspec
-
-SEEN = "seen"
-
-_encode = msgspec.json.encode
-_decode_str = msgspec.json.Decoder(str)
 
 
-def _encoded_id(activity_id: str) -> bytes:
+def _escape(activity_id: str) -> str:
     if "\\" in activity_id or "|" in activity_id or " " in activity_id:
-        activity_id = activity_id.replace("\\", "\\\\").replace("|", "\\p").replace(" ", "\\s")
-    return _encode(activity_id)[1:-1]
+        return activity_id.replace("\\", "\\\\").replace("|", "\\p").replace(" ", "\\s")
+    return activity_id
 
 
 class SeenWindow:
     """Remembers at least the last ``size`` activity ids per document, for up to ``max_age`` seconds."""
 
-    __slots__ = ("max_age", "size")
+    __slots__ = ("_limit", "max_age", "size")
 
     def __init__(self, size: int = 32, max_age: float = 3600.0) -> None:
         if size < 1:
@@ -37,40 +29,27 @@ class SeenWindow:
             raise ValueError(f"the redelivery window's max age must be positive, got {max_age!r}")
         self.size = size
         self.max_age = max_age
+        self._limit = size + max(1, size // 4)
 
-    def contains(self, meta: Mapping[str, msgspec.Raw], activity_id: str) -> bool:
-        """Whether ``activity_id`` was committed to this document (within the window)."""
-        raw = meta.get(SEEN)
-        if raw is None:
-            return False
-        encoded = bytes(raw)
-        needle = _encoded_id(activity_id) + b" "
-        return encoded.startswith(b'"' + needle) or (b"|" + needle) in encoded
+    @staticmethod
+    def contains(seen: str, activity_id: str) -> bool:
+        """Whether ``activity_id`` is in the window ``seen``."""
+        return bool(seen) and ("|" + _escape(activity_id) + " ") in ("|" + seen)
 
-    def remember(self, meta: Mapping[str, msgspec.Raw], activity_id: str) -> dict[str, msgspec.Raw]:
-        """Metadata with ``activity_id`` appended to the window."""
+    def remember(self, seen: str, activity_id: str) -> str:
+        """The window ``seen`` with ``activity_id`` appended (and trimmed when it has grown too long)."""
         now = int(time.time())
-        entry = _encoded_id(activity_id) + b" " + str(now).encode()
-        raw = meta.get(SEEN)
-        encoded = bytes(raw) if raw is not None else b'""'
-        if len(encoded) < 3 or encoded[0:1] != b'"' or encoded[-1:] != b'"':
-            seen = b'"' + entry + b'"'
-        elif encoded.count(b"|") < 2 * self.size:
-            seen = encoded[:-1] + b"|" + entry + b'"'
-        else:
-            seen = self._trimmed(encoded, now)[:-1] + entry + b'"'
-        return {**meta, SEEN: msgspec.Raw(seen)}
-
-    def _trimmed(self, encoded: bytes, now: int) -> bytes:
-        try:
-            entries = _decode_str.decode(encoded)
-        except msgspec.DecodeError:
-            return b'""'  # an unreadable window only weakens redelivery detection; the data is intact
+        entry = f"{_escape(activity_id)} {now}"
+        if not seen:
+            return entry
+        if seen.count("|") + 1 < self._limit:
+            return seen + "|" + entry
         horizon = now - self.max_age
         kept = []
-        for line in entries.split("|"):
+        for line in seen.split("|"):
             _, _, stamp = line.rpartition(" ")
             if stamp.isdigit() and int(stamp) >= horizon:
                 kept.append(line)
         kept = kept[max(0, len(kept) - (self.size - 1)) :]
-        return _encode("".join(line + "|" for line in kept))
+        kept.append(entry)
+        return "|".join(kept)

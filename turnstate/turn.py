@@ -35,35 +35,41 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from turnstate import document
+from turnstate.crypto import FieldEncryption, KeyRing, KeySource, load_keys
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     DuplicateActivityError,
     MergeConflictError,
     PreconditionFailedError,
+    SecretValueError,
     StateError,
     TurnClosedError,
 )
 from turnstate.keys import KeyResult, KeyScheme, TurnIds, ids_of
 from turnstate.merge import MergePolicies, Policy, merge
+from turnstate.paths import Path, join, matches, parse
 from turnstate.redelivery import SeenWindow
 from turnstate.scopes import BUILTIN_SCOPES, TEMP, Scope, ScopeSpec, build_specs
+from turnstate.secrets import find_secret
 from turnstate.state import ScopeState, TempScope, TurnState, UnavailableScope, ValueGuard
 from turnstate.storage.base import Storage, WriteItem
 
 log = logging.getLogger("turnstate")
 
 _EMPTY = b"{}"
+_MAX_BACKOFF = 0.5
 _NO_META: dict[str, msgspec.Raw] = {}
 
 
 class FieldCodec(Protocol):
     """Transforms a scope's fields between their stored and their working form (field encryption)."""
 
-    def covers_scope(self, scope: str) -> bool: ...
+    @property
+    def scopes(self) -> frozenset[str]: ...
 
-    def decode_fields(self, scope: str, key: str, data: dict[str, Any]) -> dict[str, Any]: ...
+    def decrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]: ...
 
-    def encode_fields(self, scope: str, key: str, data: dict[str, Any]) -> dict[str, Any]: ...
+    def encrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class StateManager:
@@ -75,8 +81,14 @@ class StateManager:
     ``on_conflict="merge"`` merges and retries inside the commit; ``"raise"`` surfaces
     :class:`~turnstate.errors.PreconditionFailedError` so a runtime can re-run the turn instead.
     ``dedupe``: remember the last ``dedupe_window`` activity ids (for ``dedupe_max_age`` seconds) in each
-    document to detect redelivery. ``codec`` transforms fields on their way to and from storage (field
-    encryption); ``guard`` vets values passed to ``set``.
+    document to detect redelivery.
+
+    ``encrypt``: paths (scope first, ``*`` for one field name) stored AES-256-GCM encrypted, with ``keys``
+    (a :class:`~turnstate.crypto.KeyRing`, checked now, or a key provider, loaded by the first turn).
+    ``migrate_plaintext`` lets plaintext already stored at those paths be read (it is encrypted on the
+    next write). ``codec`` replaces the built-in field encryption with your own transform.
+    ``refuse_secrets``: ``set`` refuses values that look like bearer tokens, JWTs or API keys, except at
+    the ``allow_secrets`` paths.
     """
 
     def __init__(
@@ -90,13 +102,17 @@ class StateManager:
         merge: Mapping[str, Policy] | None = None,
         default_merge: Policy = "last",
         on_conflict: Literal["merge", "raise"] = "merge",
-        max_commit_attempts: int = 8,
+        max_commit_attempts: int = 10,
         backoff: float = 0.005,
         dedupe: bool = True,
         dedupe_window: int = 32,
         dedupe_max_age: float = 3600.0,
+        encrypt: Iterable[str] = (),
+        keys: KeySource | None = None,
+        migrate_plaintext: bool = False,
         codec: FieldCodec | None = None,
-        guard: ValueGuard | None = None,
+        refuse_secrets: bool = True,
+        allow_secrets: Iterable[str] = (),
     ) -> None:
         if not isinstance(storage, Storage):
             raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
@@ -121,8 +137,32 @@ class StateManager:
         self.max_commit_attempts = max_commit_attempts
         self.backoff = backoff
         self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
-        self.codec = codec
-        self.guard = guard
+        self.codec: FieldCodec | None = codec
+        self._keys: KeySource | None = None
+        self._encrypt = tuple(encrypt)
+        self._migrate_plaintext = migrate_plaintext
+        if self._encrypt:
+            if codec is not None:
+                raise ValueError("pass either encrypt=[...] with keys, or a codec, not both")
+            if keys is None:
+                raise ValueError(
+                    "encrypt=[...] needs keys: a KeyRing (e.g. KeyRing.from_env()) or a key provider"
+                )
+            if isinstance(keys, KeyRing):
+                self.codec = FieldEncryption(self._encrypt, keys, allow_plaintext=migrate_plaintext)
+            else:
+                self._keys = keys
+                FieldEncryption.check_paths(self._encrypt)
+            known = {spec.name for spec in specs}
+            encrypted = {parse(path)[0] for path in self._encrypt}
+            if not encrypted <= known:
+                raise ValueError(
+                    f"encrypt names unknown scopes {', '.join(sorted(encrypted - known))}; scopes: "
+                    f"{', '.join(sorted(known))} (temp is never stored, so it is never encrypted)"
+                )
+        elif keys is not None:
+            raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
+        self.guard = _secrets_guard(tuple(parse(p) for p in allow_secrets)) if refuse_secrets else None
         self._key_cache: dict[tuple[str | None, ...], list[tuple[ScopeSpec, KeyResult]]] = {}
         self.stats: Counter[str] = Counter()
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
@@ -150,11 +190,29 @@ class StateManager:
         """The state of one turn for ``activity``, as an async context manager."""
         return Turn(self, activity)
 
+    async def load_keys(self) -> None:
+        """Load encryption keys from the key provider now (the first turn does it otherwise)."""
+        if self._keys is not None:
+            ring = await load_keys(self._keys)
+            self.codec = FieldEncryption(self._encrypt, ring, allow_plaintext=self._migrate_plaintext)
+            self._keys = None
+
+
+def _secrets_guard(allowed: tuple[Path, ...]) -> ValueGuard:
+    def guard(scope: str, path: Path, value: Any) -> None:
+        found = find_secret(value)
+        if found is not None:
+            full = (scope, *path)
+            if not any(matches(pattern, full) for pattern in allowed):
+                raise SecretValueError(join(scope, *path), found)
+
+    return guard
+
 
 class _Slot:
     """A persisted scope's bookkeeping for one turn: what was loaded, under which ETag."""
 
-    __slots__ = ("etag", "key", "loaded", "meta", "scope", "spec")
+    __slots__ = ("etag", "key", "loaded", "meta", "scope", "seen", "spec")
 
     def __init__(
         self,
@@ -164,6 +222,7 @@ class _Slot:
         loaded: bytes,
         etag: str | None,
         meta: dict[str, msgspec.Raw],
+        seen: str,
     ) -> None:
         self.spec = spec
         self.key = key
@@ -171,6 +230,7 @@ class _Slot:
         self.loaded = loaded
         self.etag = etag
         self.meta = meta
+        self.seen = seen
 
 
 class Turn:
@@ -205,6 +265,8 @@ class Turn:
     async def load(self) -> TurnState:
         """Read every available persisted scope in one storage call and build the turn's state."""
         manager = self._manager
+        if manager._keys is not None:
+            await manager.load_keys()
         ids = ids_of(self._activity)
         activity_id = self.activity_id = ids.activity
         window = manager.window if activity_id is not None else None
@@ -225,17 +287,17 @@ class Turn:
             item = items.get(key)
             if item is None:
                 scope = ScopeState(spec.name, key, {}, guard)
-                slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META))
+                slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META, ""))
             else:
                 doc = document.decode(key, item.value)
                 data, loaded = doc.data, doc.data_bytes
-                if codec is not None and codec.covers_scope(spec.name):
-                    data = codec.decode_fields(spec.name, key, data)
+                if codec is not None and spec.name in codec.scopes:
+                    data = codec.decrypt_data(spec.name, key, data)
                     loaded = document.encode_data(data)
-                if window is not None and doc.meta and window.contains(doc.meta, activity_id):  # type: ignore[arg-type]
+                if window is not None and doc.seen and window.contains(doc.seen, activity_id):  # type: ignore[arg-type]
                     self.duplicate = True
                 scope = ScopeState(spec.name, key, data, guard)
-                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta))
+                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, doc.seen))
             scopes[spec.name] = scope
         scopes[TEMP] = TempScope(TEMP, None, {})
         manager.stats["turns"] += 1
@@ -262,8 +324,8 @@ class Turn:
             return
         attempt = 1
         while True:
-            metas = {slot.key: self._meta(slot) for slot, _ in pending}
-            items = {slot.key: self._item(slot, data_bytes, metas[slot.key]) for slot, data_bytes in pending}
+            seen = {slot.key: self._seen(slot) for slot, _ in pending}
+            items = {slot.key: self._item(slot, data_bytes, seen[slot.key]) for slot, data_bytes in pending}
             try:
                 etags = await manager.storage.write(items)
             except PreconditionFailedError as exc:
@@ -274,7 +336,7 @@ class Turn:
                     attempt,
                     extra={"keys": exc.keys, "attempt": attempt},
                 )
-                self._written([(s, d) for s, d in pending if s.key in exc.written], exc.written, metas)
+                self._written([(s, d) for s, d in pending if s.key in exc.written], exc.written, seen)
                 if (on_conflict or manager.on_conflict) == "raise":
                     raise
                 if attempt >= manager.max_commit_attempts:
@@ -292,58 +354,58 @@ class Turn:
                 if not pending:
                     return
                 manager.stats["retries"] += 1
-                await asyncio.sleep(random.uniform(0, manager.backoff * (2 ** (attempt - 1))))
+                await asyncio.sleep(random.uniform(0, min(manager.backoff * 2 ** (attempt - 1), _MAX_BACKOFF)))
                 attempt += 1
                 continue
-            self._written(pending, etags, metas)
+            self._written(pending, etags, seen)
             manager.stats["commits"] += 1
             manager.stats["writes"] += len(pending)
             return
 
-    def _meta(self, slot: _Slot) -> dict[str, msgspec.Raw]:
+    def _seen(self, slot: _Slot) -> str:
         window = self._manager.window
         if window is not None and self.activity_id is not None:
-            return window.remember(slot.meta, self.activity_id)
-        return slot.meta
+            return window.remember(slot.seen, self.activity_id)
+        return slot.seen
 
-    def _item(self, slot: _Slot, data_bytes: bytes, meta: dict[str, msgspec.Raw]) -> WriteItem:
+    def _item(self, slot: _Slot, data_bytes: bytes, seen: str) -> WriteItem:
         manager = self._manager
         codec = manager.codec
-        if codec is not None and codec.covers_scope(slot.spec.name):
-            data_bytes = document.encode_data(codec.encode_fields(slot.spec.name, slot.key, slot.scope._data))
-        return WriteItem(document.encode(data_bytes, meta), if_match=slot.etag, ttl=slot.spec.ttl)
+        if codec is not None and slot.spec.name in codec.scopes:
+            data_bytes = document.encode_data(codec.encrypt_data(slot.spec.name, slot.key, slot.scope._data))
+        return WriteItem(document.encode(data_bytes, slot.meta, seen), if_match=slot.etag, ttl=slot.spec.ttl)
 
     @staticmethod
-    def _written(
-        done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], metas: Mapping[str, dict[str, msgspec.Raw]]
-    ) -> None:
+    def _written(done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], seen: Mapping[str, str]) -> None:
         for slot, data_bytes in done:
             slot.loaded = data_bytes
             slot.etag = etags[slot.key]
-            slot.meta = metas[slot.key]
+            slot.seen = seen[slot.key]
 
     async def _rebase(self, slots: list[_Slot]) -> None:
         """Re-read conflicting scopes and merge this turn's changes onto what is stored now."""
         manager = self._manager
         fresh = await manager.storage.read([slot.key for slot in slots])
         codec = manager.codec
-        merged: list[tuple[_Slot, dict[str, Any], bytes, str | None, dict[str, msgspec.Raw]]] = []
+        merged: list[tuple[_Slot, dict[str, Any], bytes, str | None, document.Document | None]] = []
         for slot in slots:
             item = fresh.get(slot.key)
+            doc = None
             if item is None:
                 theirs: dict[str, Any] = {}
-                theirs_bytes, etag, meta = _EMPTY, None, _NO_META
+                theirs_bytes, etag = _EMPTY, None
             else:
                 doc = document.decode(slot.key, item.value)
-                theirs, theirs_bytes, etag, meta = doc.data, doc.data_bytes, item.etag, doc.meta
-                if codec is not None and codec.covers_scope(slot.spec.name):
-                    theirs = codec.decode_fields(slot.spec.name, slot.key, theirs)
+                theirs, theirs_bytes, etag = doc.data, doc.data_bytes, item.etag
+                if codec is not None and slot.spec.name in codec.scopes:
+                    theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs)
                     theirs_bytes = document.encode_data(theirs)
             window = manager.window
             if (
                 window is not None
+                and doc is not None
                 and self.activity_id is not None
-                and window.contains(meta, self.activity_id)
+                and window.contains(doc.seen, self.activity_id)
             ):
                 manager.stats["duplicates"] += 1
                 log.info(
@@ -365,12 +427,13 @@ class Turn:
                     extra={"key": slot.key, "paths": result.conflicts},
                 )
                 raise MergeConflictError(slot.key, result.conflicts)
-            merged.append((slot, result.data, theirs_bytes, etag, meta))
-        for slot, data, theirs_bytes, etag, meta in merged:
+            merged.append((slot, result.data, theirs_bytes, etag, doc))
+        for slot, data, theirs_bytes, etag, doc in merged:
             manager.stats["merges"] += 1
             slot.scope._data.clear()
             slot.scope._data.update(data)
-            slot.loaded, slot.etag, slot.meta = theirs_bytes, etag, meta
+            slot.loaded, slot.etag = theirs_bytes, etag
+            slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (_NO_META, "")
 
     def discard(self) -> None:
         """Drop every uncommitted change and close the state."""
