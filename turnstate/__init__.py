@@ -5,17 +5,23 @@ and field-level merging, TTL, field encryption and redelivery detection, over pl
 """
 
 from turnstate.activity import Activity, ChannelAccount, ConversationAccount
+from turnstate.crypto import EnvKeys, FieldEncryption, KeyProvider, KeyRing
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     ConflictError,
     CorruptDocumentError,
+    DecryptionError,
     DuplicateActivityError,
+    EncryptionError,
     InvalidItemError,
     InvalidKeyError,
+    KeyRingError,
     MergeConflictError,
     MissingIdError,
     PathError,
+    PlaintextFieldError,
     PreconditionFailedError,
+    SecretValueError,
     StateError,
     StateTypeError,
     StateValueError,
@@ -24,13 +30,16 @@ from turnstate.errors import (
     TurnClosedError,
     TurnStateError,
     UnknownScopeError,
+    UnsupportedStorageError,
 )
 from turnstate.keys import KeyScheme, TurnIds
 from turnstate.merge import ABSENT, MergePolicies
 from turnstate.middleware import StateMiddleware
+from turnstate.reencrypt import ReencryptReport, reencrypt
 from turnstate.scopes import Scope
 from turnstate.state import ScopeState, TurnState
 from turnstate.storage.base import ANY_ETAG, Capabilities, Storage, StoredItem, WriteItem
+from turnstate.storage.file import FileStorage
 from turnstate.storage.memory import MemoryStorage
 from turnstate.turn import StateManager, Turn
 
@@ -44,32 +53,45 @@ __all__ = [
     "ConflictError",
     "ConversationAccount",
     "CorruptDocumentError",
+    "DecryptionError",
     "DuplicateActivityError",
+    "EncryptionError",
+    "EnvKeys",
+    "FieldEncryption",
+    "FileStorage",
     "InvalidItemError",
     "InvalidKeyError",
+    "KeyProvider",
+    "KeyRing",
+    "KeyRingError",
     "KeyScheme",
     "MemoryStorage",
     "MergeConflictError",
     "MergePolicies",
     "MissingIdError",
     "PathError",
+    "PlaintextFieldError",
     "PreconditionFailedError",
+    "ReencryptReport",
     "Scope",
     "ScopeState",
+    "SecretValueError",
     "StateError",
     "StateManager",
     "StateMiddleware",
     "StateTypeError",
     "StateValueError",
+    "Storage",
     "StorageError",
     "StorageUnavailableError",
     "StoredItem",
-    "Storage",
     "Turn",
     "TurnClosedError",
     "TurnIds",
     "TurnState",
     "TurnStateError",
     "UnknownScopeError",
+    "UnsupportedStorageError",
     "WriteItem",
+    "reencrypt",
 ]

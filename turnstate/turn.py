@@ -354,7 +354,9 @@ class Turn:
                 if not pending:
                     return
                 manager.stats["retries"] += 1
-                await asyncio.sleep(random.uniform(0, min(manager.backoff * 2 ** (attempt - 1), _MAX_BACKOFF)))
+                await asyncio.sleep(
+                    random.uniform(0, min(manager.backoff * 2 ** (attempt - 1), _MAX_BACKOFF))
+                )
                 attempt += 1
                 continue
             self._written(pending, etags, seen)

@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
@@ -160,6 +161,43 @@ def _checked_value(key: str, value: bytes) -> bytes:
 
 def _expired(envelope: _Envelope, now: float) -> bool:
     return envelope.expires_at is not None and envelope.expires_at <= now
+
+
+class _ThreadLocks:
+    """One threading lock per lock file path, for the threads of this process.
+
+    flock alone is correct (locks on separate descriptors conflict within a process too), but a thread
+    can only poll for it; threads queued here are woken the moment the holder is done, so contention
+    inside one process costs no polling delay. An entry lives only while some thread uses it.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    def acquire(self, path: str, timeout: float) -> bool:
+        with self._guard:
+            lock, users = self._locks.get(path) or (threading.Lock(), 0)
+            self._locks[path] = (lock, users + 1)
+        if lock.acquire(timeout=max(timeout, 0)):
+            return True
+        self._forget(path)
+        return False
+
+    def release(self, path: str) -> None:
+        self._locks[path][0].release()
+        self._forget(path)
+
+    def _forget(self, path: str) -> None:
+        with self._guard:
+            lock, users = self._locks[path]
+            if users == 1:
+                del self._locks[path]
+            else:
+                self._locks[path] = (lock, users - 1)
+
+
+_THREAD_LOCKS = _ThreadLocks()
 
 
 class FileStorage(Storage):
@@ -438,7 +476,14 @@ class FileStorage(Storage):
         held: list[tuple[str, int]] = []
         try:
             for name in sorted(set(names)):
-                held.append((name, self._acquire(name, deadline)))
+                path = self._lock_prefix + name
+                if not _THREAD_LOCKS.acquire(path, deadline - time.monotonic()):
+                    raise self._timed_out(path, "another task of this process")
+                try:
+                    held.append((name, self._acquire(name, deadline)))
+                except BaseException:
+                    _THREAD_LOCKS.release(path)
+                    raise
             yield
         finally:
             for name, fd in held:
@@ -449,6 +494,13 @@ class FileStorage(Storage):
                             os.unlink(self._lock_prefix + name)
                 finally:
                     os.close(fd)
+                    _THREAD_LOCKS.release(self._lock_prefix + name)
+
+    def _timed_out(self, path: str, holder: str) -> StorageUnavailableError:
+        return StorageUnavailableError(
+            f"timed out after {self._lock_timeout} s waiting for the lock {path!r}: {holder} kept it that "
+            "long. Look for a hung process or task using this directory; nothing was written."
+        )
 
     def _acquire(self, name: str, deadline: float) -> int:
         path = self._lock_prefix + name
@@ -468,13 +520,9 @@ class FileStorage(Storage):
                         break
                     except BlockingIOError:
                         if time.monotonic() >= deadline:
-                            raise StorageUnavailableError(
-                                f"timed out after {self._lock_timeout} s waiting for the lock {path!r}: "
-                                "another process kept it that long. Look for a hung process using "
-                                "this directory; nothing was written."
-                            ) from None
+                            raise self._timed_out(path, "another process") from None
                         time.sleep(delay)
-                        delay = min(delay * 2, 0.005)
+                        delay = min(delay * 2, 0.002)
                 try:
                     current = os.stat(path)
                 except FileNotFoundError:

@@ -1,0 +1,211 @@
+"""Field encryption through real turns, on every storage that has landed: the stored bytes never hold the
+plaintext, the bot reads it back, and tampering fails closed."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.activities import message
+from tests.backends import Backend
+from turnstate import StateManager, WriteItem, document
+from turnstate.crypto import KeyRing
+from turnstate.errors import DecryptionError, KeyRingError, PlaintextFieldError, SecretValueError
+from turnstate.reencrypt import reencrypt
+
+EMAIL = "ann.example@contoso.test"
+PHONE = "+1 555 0100 123"
+REPORTER = "Reporter Person Name"
+PATHS = ["user.email", "user.phone", "conversation.incident.reporter.*"]
+
+
+def ring(*ids: str) -> KeyRing:
+    return KeyRing({kid: bytes([i + 1]) * 32 for i, kid in enumerate(ids)}, primary=ids[0])
+
+
+def manager(backend: Backend, keys: KeyRing, **options: object) -> StateManager:
+    return StateManager(backend.open(), encrypt=PATHS, keys=keys, **options)  # type: ignore[arg-type]
+
+
+async def raw_documents(backend: Backend) -> dict[str, bytes]:
+    storage = backend.open()
+    keys = [k async for k in storage.list_keys()]
+    return {k: item.value for k, item in (await storage.read(keys)).items()}
+
+
+def files_under(backend: Backend) -> bytes:
+    if backend.spec["kind"] != "file":
+        return b""
+    return b"".join(p.read_bytes() for p in Path(backend.spec["path"]).rglob("*") if p.is_file())
+
+
+async def write_pii(backend: Backend, keys: KeyRing, user: str = "29:user-1") -> None:
+    async with manager(backend, keys).turn(message(user=user)) as state:
+        state.user.set("email", EMAIL)
+        state.user.set("phone", PHONE)
+        state.user.set("name", "visible")
+        state.conversation.set(
+            "incident", {"title": "db down", "reporter": {"name": REPORTER, "team": "ops"}}
+        )
+
+
+async def test_stored_bytes_hold_no_plaintext_and_the_bot_reads_it_back(backend: Backend) -> None:
+    keys = ring("k1")
+    await write_pii(backend, keys)
+    stored = b"".join((await raw_documents(backend)).values()) + files_under(backend)
+    for secret in (EMAIL, PHONE, REPORTER, "ops"):
+        assert secret.encode() not in stored
+    assert b"visible" in stored and b"db down" in stored  # only the declared paths are encrypted
+    async with manager(backend, keys).turn(message()) as state:
+        assert state.user.get("email") == EMAIL
+        assert state.user.get("phone", str) == PHONE
+        assert state.get_value("conversation.incident.reporter.name") == REPORTER
+        assert state.conversation.get("incident.reporter") == {"name": REPORTER, "team": "ops"}
+
+
+async def test_unchanged_encrypted_document_is_not_rewritten(backend: Backend) -> None:
+    keys = ring("k1")
+    await write_pii(backend, keys)
+    before = await raw_documents(backend)
+    async with manager(backend, keys).turn(message()) as state:
+        assert state.user.get("email") == EMAIL
+        state.user.set("email", EMAIL)  # same plaintext: fresh nonces must not force a write
+    assert await raw_documents(backend) == before
+
+
+async def test_ciphertext_moved_to_another_user_fails(backend: Backend) -> None:
+    keys = ring("k1")
+    await write_pii(backend, keys, user="29:alice")
+    await write_pii(backend, keys, user="29:bob")
+    docs = await raw_documents(backend)
+    alice = next(k for k in docs if k.startswith("user/") and "alice" in k)
+    bob = next(k for k in docs if k.startswith("user/") and "bob" in k)
+    storage = backend.open()
+    await storage.write({bob: WriteItem(docs[alice])})
+    with pytest.raises(DecryptionError) as info:
+        async with manager(backend, keys).turn(message(user="29:bob")):
+            pass
+    assert repr(bob) in str(info.value) and EMAIL not in str(info.value)
+
+
+async def test_ciphertext_moved_to_another_field_fails(backend: Backend) -> None:
+    keys = ring("k1")
+    await write_pii(backend, keys)
+    docs = await raw_documents(backend)
+    key = next(k for k in docs if k.startswith("user/"))
+    doc = document.decode(key, docs[key])
+    swapped = dict(doc.data, email=doc.data["phone"], phone=doc.data["email"])
+    await backend.open().write({key: WriteItem(document.encode(document.encode_data(swapped)))})
+    with pytest.raises(DecryptionError) as info:
+        async with manager(backend, keys).turn(message()):
+            pass
+    assert "user.email" in str(info.value) or "user.phone" in str(info.value)
+
+
+async def test_flipped_bit_and_unknown_key_fail(backend: Backend) -> None:
+    keys = ring("k1")
+    await write_pii(backend, keys)
+    docs = await raw_documents(backend)
+    key = next(k for k in docs if k.startswith("user/"))
+    doc = document.decode(key, docs[key])
+    version, kid, blob = doc.data["email"]["$enc"].split(".")
+    raw = bytearray(base64.b64decode(blob))
+    raw[-1] ^= 1
+    for envelope in (f"{version}.{kid}.{base64.b64encode(bytes(raw)).decode()}", f"{version}.nokey.{blob}"):
+        data = dict(doc.data, email={"$enc": envelope})
+        await backend.open().write({key: WriteItem(document.encode(document.encode_data(data)))})
+        with pytest.raises(DecryptionError) as info:
+            async with manager(backend, keys).turn(message()):
+                pass
+        assert EMAIL not in str(info.value)
+
+
+async def test_plaintext_at_an_encrypted_path_fails_closed_unless_migrating(backend: Backend) -> None:
+    async with StateManager(backend.open()).turn(message()) as state:
+        state.user.set("email", EMAIL)  # written before encryption was turned on
+    keys = ring("k1")
+    with pytest.raises(PlaintextFieldError) as info:
+        async with manager(backend, keys).turn(message()):
+            pass
+    assert EMAIL not in str(info.value) and "user.email" in str(info.value)
+    async with manager(backend, keys, migrate_plaintext=True).turn(message()) as state:
+        assert state.user.get("email") == EMAIL
+        state.user.set("seen", True)  # the next write encrypts it
+    stored = b"".join((await raw_documents(backend)).values())
+    assert EMAIL.encode() not in stored
+    async with manager(backend, keys).turn(message()) as state:
+        assert state.user.get("email") == EMAIL
+
+
+async def test_rotation_keeps_documents_readable_and_reencrypt_leaves_none_under_the_old_key(
+    backend: Backend,
+) -> None:
+    old = ring("k1")
+    for user in ("29:a", "29:b", "29:c"):
+        await write_pii(backend, old, user=user)
+    rotated = old.with_key("k2", bytes([9]) * 32, primary=True)
+    async with manager(backend, rotated).turn(message(user="29:a")) as state:
+        assert state.user.get("email") == EMAIL  # old key still decrypts
+        state.user.set("phone", "+1 555 0199")  # a write re-encrypts this document lazily
+    enc = manager(backend, rotated).codec
+    assert enc is not None
+    report = await reencrypt(backend.open(), enc, ttl_of=lambda key: None)  # type: ignore[arg-type]
+    assert report.failed == 0 and report.rewritten >= 1
+    stored = b"".join((await raw_documents(backend)).values())
+    assert b".k1." not in stored and b".k2." in stored
+    new_only = rotated.without_key("k1")  # the old key can now be retired
+    async with manager(backend, new_only).turn(message(user="29:b")) as state:
+        assert state.user.get("email") == EMAIL
+
+
+def test_missing_or_short_keys_fail_at_start(monkeypatch: pytest.MonkeyPatch, backend: Backend) -> None:
+    monkeypatch.delenv("TURNSTATE_KEYS", raising=False)
+    with pytest.raises(KeyRingError):
+        StateManager(backend.open(), encrypt=PATHS, keys=KeyRing.from_env())
+    short = base64.b64encode(os.urandom(31)).decode()
+    monkeypatch.setenv("TURNSTATE_KEYS", f"k1:{short}")
+    with pytest.raises(KeyRingError) as info:
+        KeyRing.from_env()
+    assert short not in str(info.value)
+    with pytest.raises(ValueError, match="keys"):
+        StateManager(backend.open(), encrypt=PATHS)
+    with pytest.raises(ValueError, match="unknown scopes"):
+        StateManager(backend.open(), encrypt=["temp.x"], keys=ring("k1"))
+
+
+async def test_async_key_provider_is_loaded_by_the_first_turn(backend: Backend) -> None:
+    calls = 0
+
+    async def provider() -> KeyRing:
+        nonlocal calls
+        calls += 1
+        return ring("k1")
+
+    m = StateManager(backend.open(), encrypt=PATHS, keys=provider)
+    for _ in range(2):
+        async with m.turn(message()) as state:
+            state.user.set("email", EMAIL)
+    assert calls == 1
+    assert EMAIL.encode() not in b"".join((await raw_documents(backend)).values())
+
+
+async def test_jwt_and_bearer_tokens_are_refused_unless_allowed(backend: Backend) -> None:
+    header = (
+        base64.urlsafe_b64encode(msgspec.json.encode({"alg": "RS256", "typ": "JWT"})).rstrip(b"=").decode()
+    )
+    body = base64.urlsafe_b64encode(msgspec.json.encode({"sub": "ann", "aud": "api"})).rstrip(b"=").decode()
+    jwt = f"{header}.{body}.{base64.urlsafe_b64encode(os.urandom(32)).rstrip(b'=').decode()}"
+    m = StateManager(backend.open(), allow_secrets=["user.oauth.*"])
+    async with m.turn(message()) as state:
+        for path, value in (("conversation.token", jwt), ("user.auth", {"header": f"Bearer {jwt}"})):
+            with pytest.raises(SecretValueError) as info:
+                state.set_value(path, value)
+            assert jwt not in str(info.value) and "Key Vault" in str(info.value) and path in str(info.value)
+        state.set_value("user.oauth.cached", jwt)  # explicitly allowed
+    async with m.turn(message()) as state:
+        assert state.user.get("oauth.cached") == jwt
+        assert not state.conversation.has("token")
