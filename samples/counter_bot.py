@@ -51,7 +51,9 @@ def build_bot(storage: FileStorage) -> Bot:
             ctx.state.user.set("displayName", name)
         messages = ctx.state.user.incr("messagesSent")
         request_id = ctx.state.temp.get("requestId", str)
-        await ctx.send(f"[{request_id}] Turn #{count} in this conversation. {name}, you have sent {messages}.")
+        await ctx.send(
+            f"[{request_id}] Turn #{count} in this conversation. {name}, you have sent {messages}."
+        )
 
     return bot
 

@@ -129,7 +129,8 @@ class InvalidItemError(StorageError, ValueError):
 class StorageUnavailableError(StorageError):
     """The backend could not be reached or timed out.
 
-    The call that raised it committed nothing it had not already reported; retrying the turn is safe.
+    Each key of a failed write was written completely or not at all, but which is unknown: re-read before
+    writing again (a retried turn does, since it loads afresh and writes under an ETag precondition).
     """
 
 

@@ -68,13 +68,14 @@ def ids_of(activity: Any) -> TurnIds:
         tenant = conv.tenant_id if conv is not None else None
         if tenant is None and activity.channel_data:
             tenant = _attr(activity.channel_data.get("tenant"), "id")
+        sender, recipient = activity.from_, activity.recipient
         return TurnIds(
-            channel=_str_or_none(activity.channel_id),
-            conversation=_str_or_none(conv.id if conv is not None else None),
-            user=_str_or_none(activity.from_.id if activity.from_ is not None else None),
-            bot=_str_or_none(activity.recipient.id if activity.recipient is not None else None),
-            tenant=_str_or_none(tenant),
-            activity=_str_or_none(activity.id),
+            activity.channel_id or None,
+            (conv.id or None) if conv is not None else None,
+            (sender.id or None) if sender is not None else None,
+            (recipient.id or None) if recipient is not None else None,
+            _str_or_none(tenant),
+            activity.id or None,
         )
     conv = _attr(activity, "conversation")
     sender = _attr(activity, "from", "from_", "from_property")

@@ -42,14 +42,16 @@ class SeenWindow:
         entry = f"{_escape(activity_id)} {now}"
         if not seen:
             return entry
-        if seen.count("|") + 1 < self._limit:
+        count = seen.count("|") + 1
+        if count < self._limit:
             return seen + "|" + entry
+        # keep the newest size-1 entries, then drop any older than max_age (entries are in time order)
+        kept = seen.split("|", count - (self.size - 1))[-1] if self.size > 1 else ""
         horizon = now - self.max_age
-        kept = []
-        for line in seen.split("|"):
-            _, _, stamp = line.rpartition(" ")
+        while kept:
+            oldest, _, rest = kept.partition("|")
+            stamp = oldest.rpartition(" ")[2]
             if stamp.isdigit() and int(stamp) >= horizon:
-                kept.append(line)
-        kept = kept[max(0, len(kept) - (self.size - 1)) :]
-        kept.append(entry)
-        return "|".join(kept)
+                break
+            kept = rest
+        return kept + "|" + entry if kept else entry

@@ -17,7 +17,7 @@ import msgspec
 
 from turnstate.paths import escape
 
-_MIN_LENGTH = 20
+MIN_LENGTH = 20
 """No shape we look for is shorter than this, so shorter strings are passed without any search."""
 
 # Cost model: looking for one character is a memchr (a fraction of a nanosecond per character); a
@@ -152,7 +152,7 @@ def find_secret(value: Any) -> str | None:
     or ``'tokens[0]'``), never the text itself.
     """
     if type(value) is str:
-        if len(value) < _MIN_LENGTH:
+        if len(value) < MIN_LENGTH:
             return None
         return _check_string(value)
     if type(value) is not dict and type(value) is not list and type(value) is not tuple:
@@ -167,17 +167,17 @@ def find_secret(value: Any) -> str | None:
             for key, item in current.items():
                 cls = type(item)
                 if cls is str:
-                    if len(item) >= _MIN_LENGTH and (found := _check_string(item)) is not None:
+                    if len(item) >= MIN_LENGTH and (found := _check_string(item)) is not None:
                         return f"{found} in {_where(location, key)!r}"
                 elif cls is dict or cls is list or cls is tuple:
                     push((item, (location, key)))
-                if type(key) is str and len(key) >= _MIN_LENGTH and (found := _check_string(key)) is not None:
+                if type(key) is str and len(key) >= MIN_LENGTH and (found := _check_string(key)) is not None:
                     return f"{found} as a field name in {_where(location) or 'the value'!r}"
         else:
             for index, item in enumerate(current):
                 cls = type(item)
                 if cls is str:
-                    if len(item) >= _MIN_LENGTH and (found := _check_string(item)) is not None:
+                    if len(item) >= MIN_LENGTH and (found := _check_string(item)) is not None:
                         return f"{found} in {_where(location, index)!r}"
                 elif cls is dict or cls is list or cls is tuple:
                     push((item, (location, index)))

@@ -18,6 +18,7 @@ from turnstate.errors import (
 )
 from turnstate.paths import Path, join, parse
 from turnstate.scopes import TEMP
+from turnstate.secrets import MIN_LENGTH as SECRET_MIN_LENGTH
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ def _check_finite(value: Any, where: str) -> None:
             _check_finite(item, where)
 
 
-def to_storable(value: Any, where: str) -> Any:
+def to_storable(value: Any, scope: str, path: str) -> Any:
     """Convert a value to its JSON form (dict, list, str, int, float, bool, None) or raise StateValueError."""
     cls = value.__class__
     if cls is str or cls is int or cls is bool or value is None:
@@ -51,8 +52,9 @@ def to_storable(value: Any, where: str) -> Any:
     try:
         stored = msgspec.to_builtins(value, str_keys=True)
     except (TypeError, ValueError, OverflowError) as exc:
+        where = f"{scope}.{path}"
         raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc
-    _check_finite(stored, where)
+    _check_finite(stored, f"{scope}.{path}")
     return stored
 
 
@@ -134,9 +136,17 @@ class ScopeState:
     def set(self, path: str, value: Any) -> None:
         """Set the value at ``path``, creating intermediate objects; raise StateValueError if unstorable."""
         parts = parse(path)
-        stored = to_storable(value, self._where(path))
-        if self._guard is not None:
-            self._guard(self.name, parts, stored)
+        cls = value.__class__
+        if cls is int or cls is bool or value is None:
+            stored = value
+        else:
+            stored = value if cls is str else to_storable(value, self.name, path)
+            # short strings cannot hold a credential: skip the scan for them
+            if self._guard is not None and (cls is not str or len(value) >= SECRET_MIN_LENGTH):
+                self._guard(self.name, parts, stored)
+        if len(parts) == 1 and not self._closed:
+            self._data[path] = stored
+            return
         node = self._node(parts, path, True)
         assert node is not None  # create=True always yields a node
         node[parts[-1]] = stored
@@ -173,7 +183,7 @@ class ScopeState:
         if type(current) not in (int, float) or type(n) not in (int, float):
             raise StateTypeError(self._where(path), int, _describe(current if type(n) in (int, float) else n))
         result: int | float = current + n
-        to_storable(result, self._where(path))
+        to_storable(result, self.name, path)
         node[parts[-1]] = result
         self._deltas[parts] = self._deltas.get(parts, 0) + n
         return result
@@ -222,6 +232,7 @@ class UnavailableScope(ScopeState):
     def __init__(self, name: str, missing: str | None) -> None:
         super().__init__(name, None, {})
         self._missing = missing
+        self._closed = True  # keeps every fast path off: all access goes through _node, which raises
 
     def __repr__(self) -> str:
         reason = f"no {self._missing}" if self._missing else "not enabled"

@@ -283,21 +283,22 @@ class Turn:
         codec = manager.codec
         guard = manager.guard
         slots = self._slots
+        decode = document.decode
         for spec, key in wanted:
             item = items.get(key)
             if item is None:
                 scope = ScopeState(spec.name, key, {}, guard)
                 slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META, ""))
             else:
-                doc = document.decode(key, item.value)
-                data, loaded = doc.data, doc.data_bytes
+                doc = decode(key, item.value)
+                data, loaded, seen = doc.data, doc.data_bytes, doc.seen
                 if codec is not None and spec.name in codec.scopes:
                     data = codec.decrypt_data(spec.name, key, data)
                     loaded = document.encode_data(data)
-                if window is not None and doc.seen and window.contains(doc.seen, activity_id):  # type: ignore[arg-type]
+                if seen and window is not None and window.contains(seen, activity_id):  # type: ignore[arg-type]
                     self.duplicate = True
                 scope = ScopeState(spec.name, key, data, guard)
-                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, doc.seen))
+                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen))
             scopes[spec.name] = scope
         scopes[TEMP] = TempScope(TEMP, None, {})
         manager.stats["turns"] += 1
@@ -324,8 +325,7 @@ class Turn:
             return
         attempt = 1
         while True:
-            seen = {slot.key: self._seen(slot) for slot, _ in pending}
-            items = {slot.key: self._item(slot, data_bytes, seen[slot.key]) for slot, data_bytes in pending}
+            items, seen = self._items(pending)
             try:
                 etags = await manager.storage.write(items)
             except PreconditionFailedError as exc:
@@ -364,18 +364,22 @@ class Turn:
             manager.stats["writes"] += len(pending)
             return
 
-    def _seen(self, slot: _Slot) -> str:
-        window = self._manager.window
-        if window is not None and self.activity_id is not None:
-            return window.remember(slot.seen, self.activity_id)
-        return slot.seen
-
-    def _item(self, slot: _Slot, data_bytes: bytes, seen: str) -> WriteItem:
+    def _items(self, pending: list[tuple[_Slot, bytes]]) -> tuple[dict[str, WriteItem], dict[str, str]]:
+        """The write batch for ``pending``, and the redelivery window each document will hold."""
         manager = self._manager
+        window = manager.window if self.activity_id is not None else None
         codec = manager.codec
-        if codec is not None and slot.spec.name in codec.scopes:
-            data_bytes = document.encode_data(codec.encrypt_data(slot.spec.name, slot.key, slot.scope._data))
-        return WriteItem(document.encode(data_bytes, slot.meta, seen), if_match=slot.etag, ttl=slot.spec.ttl)
+        encode = document.encode
+        items: dict[str, WriteItem] = {}
+        seen: dict[str, str] = {}
+        for slot, data_bytes in pending:
+            key = slot.key
+            window_text = slot.seen if window is None else window.remember(slot.seen, self.activity_id)  # type: ignore[arg-type]
+            seen[key] = window_text
+            if codec is not None and slot.spec.name in codec.scopes:
+                data_bytes = document.encode_data(codec.encrypt_data(slot.spec.name, key, slot.scope._data))
+            items[key] = WriteItem(encode(data_bytes, slot.meta, window_text), slot.etag, slot.spec.ttl)
+        return items, seen
 
     @staticmethod
     def _written(done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], seen: Mapping[str, str]) -> None:
