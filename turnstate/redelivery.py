@@ -1,26 +1,35 @@
 """The window of recently committed activity ids kept in each document (its ``seen`` field).
 
-One string, oldest entry first, entries separated by ``|``, each ``<id> <unix seconds>``; ``\\``, ``|``
-and space inside ids are escaped as ``\\\\``, ``\\p`` and ``\\s``. A plain string keeps the check at load
-and the append at commit to a substring search and a concatenation; the window is split and trimmed (by
-count and age) only when it has grown past its size by a quarter.
+The window is one string of fixed-width records, oldest first: ``|`` + an 8-character digest of the
+activity id (48 bits of BLAKE2b, URL-safe base64) + the commit time in base-36 seconds (6 characters).
+Records never contain ``|`` and need no JSON escaping, so checking an id is one substring search, adding
+one is a concatenation, and trimming (by count, then age) is slicing. Two ids in one window share a digest
+with a probability under 1e-13, so a genuine new activity is, in practice, never taken for a redelivery.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 
+_RECORD = 15  # "|" + 8 digest characters + 6 time characters
+_DIGEST = 9  # length of "|" + digest
 
-def _escape(activity_id: str) -> str:
-    if "\\" in activity_id or "|" in activity_id or " " in activity_id:
-        return activity_id.replace("\\", "\\\\").replace("|", "\\p").replace(" ", "\\s")
-    return activity_id
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out.rjust(6, "0")[-6:]
 
 
 class SeenWindow:
-    """Remembers at least the last ``size`` activity ids per document, for up to ``max_age`` seconds."""
+    """Remembers the last ``size`` activity ids per document (at least), for up to ``max_age`` seconds."""
 
-    __slots__ = ("_limit", "max_age", "size")
+    __slots__ = ("_limit", "_stamp", "max_age", "size")
 
     def __init__(self, size: int = 32, max_age: float = 3600.0) -> None:
         if size < 1:
@@ -29,29 +38,30 @@ class SeenWindow:
             raise ValueError(f"the redelivery window's max age must be positive, got {max_age!r}")
         self.size = size
         self.max_age = max_age
-        self._limit = size + max(1, size // 4)
+        self._limit = (size + max(1, size // 4)) * _RECORD
+        self._stamp = (0, _base36(0))  # the last second encoded, reused within that second
 
     @staticmethod
-    def contains(seen: str, activity_id: str) -> bool:
-        """Whether ``activity_id`` is in the window ``seen``."""
-        return bool(seen) and ("|" + _escape(activity_id) + " ") in ("|" + seen)
+    def token(activity_id: str) -> str:
+        """The ``|``-prefixed digest under which ``activity_id`` is recorded."""
+        digest = hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=6).digest()
+        return "|" + base64.urlsafe_b64encode(digest).decode("ascii")
 
-    def remember(self, seen: str, activity_id: str) -> str:
-        """The window ``seen`` with ``activity_id`` appended (and trimmed when it has grown too long)."""
-        now = int(time.time())
-        entry = f"{_escape(activity_id)} {now}"
-        if not seen:
-            return entry
-        count = seen.count("|") + 1
-        if count < self._limit:
-            return seen + "|" + entry
-        # keep the newest size-1 entries, then drop any older than max_age (entries are in time order)
-        kept = seen.split("|", count - (self.size - 1))[-1] if self.size > 1 else ""
-        horizon = now - self.max_age
-        while kept:
-            oldest, _, rest = kept.partition("|")
-            stamp = oldest.rpartition(" ")[2]
-            if stamp.isdigit() and int(stamp) >= horizon:
-                break
-            kept = rest
-        return kept + "|" + entry if kept else entry
+    @staticmethod
+    def contains(seen: str, token: str) -> bool:
+        """Whether the activity with this ``token`` is recorded in the window ``seen``."""
+        return token in seen
+
+    def remember(self, seen: str, token: str, now: float | None = None) -> str:
+        """The window ``seen`` with ``token`` appended (and trimmed once it has grown a quarter too long)."""
+        stamp = int(time.time() if now is None else now)
+        if self._stamp[0] != stamp:
+            self._stamp = (stamp, _base36(stamp))
+        seen = seen + token + self._stamp[1]
+        if len(seen) <= self._limit:
+            return seen
+        seen = seen[-self.size * _RECORD :]
+        horizon = stamp - self.max_age
+        while len(seen) > _RECORD and int(seen[_DIGEST:_RECORD], 36) < horizon:
+            seen = seen[_RECORD:]
+        return seen

@@ -10,9 +10,10 @@
 Commit: each persisted scope is encoded once; only scopes whose bytes differ from what was loaded are
 written, all in one ``Storage.write`` with the loaded ETag as precondition. If another writer committed
 first, the conflicting scopes are re-read and this turn's changes are merged field by field onto the stored
-documents (see :mod:`turnstate.merge`), then the write is retried with jittered backoff, up to
-``max_commit_attempts``. Across scopes: on a storage with atomic batches a conflict writes nothing and the
-whole batch is retried after merging; on one without, scopes that did not conflict are written at once
+documents (see :mod:`turnstate.merge`), then the write is retried, up to ``max_commit_attempts``. From
+the second conflict on, a retry first waits a jittered, doubling backoff and only then re-reads, so the
+write follows its read at once. Across scopes: on a storage with atomic batches a conflict writes nothing
+and the whole batch is retried after merging; on one without, scopes that did not conflict are written at once
 and only the conflicting ones are merged and retried. Either way a scope is written whole (never
 half-merged), and a merge conflict under the "raise" policy leaves that scope as it was stored.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -57,7 +59,7 @@ from turnstate.storage.base import Storage, WriteItem
 log = logging.getLogger("turnstate")
 
 _EMPTY = b"{}"
-_MAX_BACKOFF = 0.5
+_MAX_BACKOFF = 0.1
 _NO_META: dict[str, msgspec.Raw] = {}
 
 
@@ -137,6 +139,10 @@ class StateManager:
         self.max_commit_attempts = max_commit_attempts
         self.backoff = backoff
         self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
+        # scopes that are off for every turn: built once, they hold nothing and only raise
+        self.unavailable: dict[str, ScopeState] = {
+            name: UnavailableScope(name, None) for name in self.disabled
+        }
         self.codec: FieldCodec | None = codec
         self._keys: KeySource | None = None
         self._encrypt = tuple(encrypt)
@@ -236,20 +242,18 @@ class _Slot:
 class Turn:
     """One turn's state: load on enter, commit on a clean exit, discard on any exception."""
 
-    __slots__ = ("_activity", "_closed", "_manager", "_slots", "activity_id", "duplicate", "state")
+    __slots__ = ("_activity", "_closed", "_manager", "_slots", "_token", "activity_id", "duplicate", "state")
 
     def __init__(self, manager: StateManager, activity: Any) -> None:
         self._manager = manager
         self._activity = activity
         self._slots: list[_Slot] = []
         self._closed = False
+        self._token = ""
         self.state: TurnState | None = None
         self.activity_id: str | None = None
         self.duplicate = False
         """True when this activity id was already committed: a redelivery the handler should not repeat."""
-
-    async def __aenter__(self) -> TurnState:
-        return await self.load()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -267,18 +271,20 @@ class Turn:
         manager = self._manager
         if manager._keys is not None:
             await manager.load_keys()
-        ids = ids_of(self._activity)
+        activity = self._activity
+        ids = ids_of(activity)
         activity_id = self.activity_id = ids.activity
-        window = manager.window if activity_id is not None else None
-        scopes: dict[str, ScopeState] = {}
+        if manager.window is not None and activity_id is not None:
+            token = self._token = SeenWindow.token(activity_id)
+        else:
+            token = ""
+        scopes = dict(manager.unavailable)
         wanted: list[tuple[ScopeSpec, str]] = []
-        for spec, resolved in manager.resolve(ids, self._activity):
+        for spec, resolved in manager.resolve(ids, activity):
             if resolved.key is None:
                 scopes[spec.name] = UnavailableScope(spec.name, resolved.missing or "id")
             else:
                 wanted.append((spec, resolved.key))
-        for name in manager.disabled:
-            scopes[name] = UnavailableScope(name, None)
         items = await manager.storage.read([key for _, key in wanted]) if wanted else {}
         codec = manager.codec
         guard = manager.guard
@@ -295,7 +301,7 @@ class Turn:
                 if codec is not None and spec.name in codec.scopes:
                     data = codec.decrypt_data(spec.name, key, data)
                     loaded = document.encode_data(data)
-                if seen and window is not None and window.contains(seen, activity_id):  # type: ignore[arg-type]
+                if token and SeenWindow.contains(seen, token):
                     self.duplicate = True
                 scope = ScopeState(spec.name, key, data, guard)
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen))
@@ -311,6 +317,8 @@ class Turn:
             )
         self.state = TurnState(scopes, self.commit, activity_id)
         return self.state
+
+    __aenter__ = load
 
     async def commit(self, on_conflict: Literal["merge", "raise"] | None = None) -> None:
         """Write every scope whose encoded fields changed since load (or the last commit).
@@ -348,15 +356,17 @@ class Turn:
                         extra={"keys": exc.keys, "attempts": attempt},
                     )
                     raise CommitRetriesExhaustedError(exc.keys, attempt) from exc
+                manager.stats["retries"] += 1
+                if attempt > 1:
+                    # back off before re-reading, so the retry writes right after its read
+                    await asyncio.sleep(
+                        random.uniform(0, min(manager.backoff * 2 ** (attempt - 2), _MAX_BACKOFF))
+                    )
                 unwritten = [slot for slot, _ in pending if slot.key not in exc.written]
                 await self._rebase([slot for slot in unwritten if slot.key in exc.keys])
                 pending = _pending(unwritten)
                 if not pending:
                     return
-                manager.stats["retries"] += 1
-                await asyncio.sleep(
-                    random.uniform(0, min(manager.backoff * 2 ** (attempt - 1), _MAX_BACKOFF))
-                )
                 attempt += 1
                 continue
             self._written(pending, etags, seen)
@@ -367,14 +377,15 @@ class Turn:
     def _items(self, pending: list[tuple[_Slot, bytes]]) -> tuple[dict[str, WriteItem], dict[str, str]]:
         """The write batch for ``pending``, and the redelivery window each document will hold."""
         manager = self._manager
-        window = manager.window if self.activity_id is not None else None
+        window = manager.window if self._token else None
+        now = time.time()
         codec = manager.codec
         encode = document.encode
         items: dict[str, WriteItem] = {}
         seen: dict[str, str] = {}
         for slot, data_bytes in pending:
             key = slot.key
-            window_text = slot.seen if window is None else window.remember(slot.seen, self.activity_id)  # type: ignore[arg-type]
+            window_text = slot.seen if window is None else window.remember(slot.seen, self._token, now)
             seen[key] = window_text
             if codec is not None and slot.spec.name in codec.scopes:
                 data_bytes = document.encode_data(codec.encrypt_data(slot.spec.name, key, slot.scope._data))
@@ -406,20 +417,14 @@ class Turn:
                 if codec is not None and slot.spec.name in codec.scopes:
                     theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs)
                     theirs_bytes = document.encode_data(theirs)
-            window = manager.window
-            if (
-                window is not None
-                and doc is not None
-                and self.activity_id is not None
-                and window.contains(doc.seen, self.activity_id)
-            ):
+            if self._token and doc is not None and SeenWindow.contains(doc.seen, self._token):
                 manager.stats["duplicates"] += 1
                 log.info(
                     "turnstate: activity %r was committed by a concurrent delivery; dropping this one",
                     self.activity_id,
                     extra={"activity_id": self.activity_id},
                 )
-                raise DuplicateActivityError(self.activity_id, slot.key)
+                raise DuplicateActivityError(self.activity_id or "", slot.key)
             base = document.decode_data(slot.key, slot.loaded)
             result = merge(
                 slot.spec.name, base, slot.scope._data, theirs, manager.policies, slot.scope._deltas

@@ -21,8 +21,8 @@ from turnstate.storage.base import (
     check_write,
 )
 
-# (value, etag, expires_at): a plain tuple, the cheapest record to build on the hot path.
-_Entry = tuple[bytes, str, float | None]
+# (item as read, expires_at): a plain tuple; the immutable StoredItem is built once per write, not per read.
+_Entry = tuple[StoredItem, float | None]
 
 
 class MemoryStorage(Storage):
@@ -63,12 +63,12 @@ class MemoryStorage(Storage):
                 entry = data.get(key)
                 if entry is None:
                     continue
-                if entry[2] is not None and entry[2] <= now:
+                if entry[1] is not None and entry[1] <= now:
                     del data[key]
                     continue
                 if self._max_entries is not None:
                     data.move_to_end(key)
-                found[key] = StoredItem(entry[0], entry[1])
+                found[key] = entry[0]
         return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
@@ -89,7 +89,10 @@ class MemoryStorage(Storage):
             prefix, counter = self._etag_prefix, self._counter
             for key, item in items.items():
                 etag = prefix + str(next(counter))
-                data[key] = (bytes(item.value), etag, None if item.ttl is None else now + item.ttl)
+                data[key] = (
+                    StoredItem(bytes(item.value), etag),
+                    None if item.ttl is None else now + item.ttl,
+                )
                 data.move_to_end(key)
                 etags[key] = etag
             if self._max_entries is not None:
@@ -102,11 +105,11 @@ class MemoryStorage(Storage):
 
     def _holds(self, key: str, item: WriteItem, now: float) -> bool:
         entry = self._data.get(key)
-        if entry is not None and entry[2] is not None and entry[2] <= now:
+        if entry is not None and entry[1] is not None and entry[1] <= now:
             entry = None
         if item.if_match is None:
             return entry is None
-        return entry is not None and entry[1] == item.if_match
+        return entry is not None and entry[0].etag == item.if_match
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)
@@ -120,7 +123,7 @@ class MemoryStorage(Storage):
             keys = [
                 key
                 for key, entry in self._data.items()
-                if key.startswith(prefix) and (entry[2] is None or entry[2] > now)
+                if key.startswith(prefix) and (entry[1] is None or entry[1] > now)
             ]
         for key in keys:
             yield key
@@ -132,7 +135,7 @@ class MemoryStorage(Storage):
 
     def _sweep(self, now: float) -> int:
         self._writes_since_sweep = 0
-        expired = [k for k, e in self._data.items() if e[2] is not None and e[2] <= now]
+        expired = [k for k, e in self._data.items() if e[1] is not None and e[1] <= now]
         for key in expired:
             del self._data[key]
         return len(expired)
