@@ -198,15 +198,19 @@ async def demo(
             flush=True,
         )
         turns_before, sent_before = await stored_counts(probe, user, conversation)
-        tasks: dict[str, asyncio.Task[None]] = {}
-        try:
-            async with asyncio.TaskGroup() as group:
-                for instance in instances:
-                    tasks[instance.name] = group.create_task(
-                        talk(instance, turns, user, conversation, verbose)
-                    )
-        except* CommitRetriesExhaustedError:
-            pass  # reported below, per instance, with the counts reached
+        tasks = {i.name: asyncio.create_task(talk(i, turns, user, conversation, verbose)) for i in instances}
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks.values():
+            task.cancel()  # one instance failed: stop the others (no-op for finished ones)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        failed = {
+            name: error
+            for name, task in tasks.items()
+            if not task.cancelled() and (error := task.exception()) is not None
+        }
+        for error in failed.values():
+            if not isinstance(error, CommitRetriesExhaustedError):
+                raise error
         turns_after, sent_after = await stored_counts(probe, user, conversation)
 
     for instance in instances:
@@ -220,11 +224,6 @@ async def demo(
     expected_turns, expected_sent = turns_before + total, sent_before + total
     print(f"final count: {turns_after} (expected {expected_turns}: {turns_before} before + {total} turns)")
     print(f"messages sent by {user}: {sent_after} (expected {expected_sent})")
-    failed = {
-        name: error
-        for name, task in tasks.items()
-        if not task.cancelled() and (error := task.exception()) is not None
-    }
     if failed:
         for name, error in failed.items():
             print(f"instance {name} stopped: {error}", file=sys.stderr)
