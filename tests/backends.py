@@ -43,6 +43,30 @@ class Backend:
         for storage in self.opened:
             await storage.aclose()
 
+    async def raw_bytes(self) -> bytes:
+        """Everything this backend holds, exactly as the backing store keeps it (files, Redis values)."""
+        kind = self.spec["kind"]
+        if kind == "memory":
+            storage = self.opened[0] if self.opened else self.open()
+            keys = [k async for k in storage.list_keys()]
+            return b"".join(item.value for item in (await storage.read(keys)).values())
+        if kind == "file":
+            return b"".join(p.read_bytes() for p in Path(self.spec["path"]).rglob("*") if p.is_file())
+        import redis.asyncio as aioredis
+
+        client: Any = (
+            aioredis.RedisCluster.from_url(self.spec["url"])
+            if kind == "redis-cluster"
+            else aioredis.Redis.from_url(self.spec["url"])
+        )
+        try:
+            chunks = []
+            async for name in client.scan_iter(match=self.spec["prefix"] + "*"):
+                chunks.append(await client.get(name))
+            return b"".join(chunks)
+        finally:
+            await client.aclose()
+
     def run_worker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run tests/scenario_worker.py against this backend in a new process."""
         if not self.shared:
