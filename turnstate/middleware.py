@@ -72,7 +72,7 @@ class StateMiddleware:
                     await turn.commit(on_conflict="merge")
                     return
                 reruns += 1
-                self.manager.stats["reruns"] += 1
+                self.manager.stats.reruns += 1
                 log.info(
                     "turnstate: re-running turn after commit conflict on %s (rerun %d)",
                     exc.keys,

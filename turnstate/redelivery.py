@@ -1,7 +1,7 @@
 """The window of recently committed activity ids kept in each document (its ``seen`` field).
 
-The window is one string of fixed-width records, oldest first: ``|`` + an 8-character digest of the
-activity id (48 bits of BLAKE2b, URL-safe base64) + the commit time in base-36 seconds (6 characters).
+The window is one string of fixed-width records, oldest first: ``|`` + a 12-character digest of the
+activity id (48 bits of BLAKE2b, in hex) + the commit time in base-36 seconds (6 characters).
 Records never contain ``|`` and need no JSON escaping, so checking an id is one substring search, adding
 one is a concatenation, and trimming (by count, then age) is slicing. Two ids in one window share a digest
 with a probability under 1e-13, so a genuine new activity is, in practice, never taken for a redelivery.
@@ -9,12 +9,11 @@ with a probability under 1e-13, so a genuine new activity is, in practice, never
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 
-_RECORD = 15  # "|" + 8 digest characters + 6 time characters
-_DIGEST = 9  # length of "|" + digest
+_RECORD = 19  # "|" + 12 digest characters + 6 time characters
+_DIGEST = 13  # length of "|" + digest
 
 
 def _base36(n: int) -> str:
@@ -44,8 +43,7 @@ class SeenWindow:
     @staticmethod
     def token(activity_id: str) -> str:
         """The ``|``-prefixed digest under which ``activity_id`` is recorded."""
-        digest = hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=6).digest()
-        return "|" + base64.urlsafe_b64encode(digest).decode("ascii")
+        return "|" + hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
     @staticmethod
     def contains(seen: str, token: str) -> bool:

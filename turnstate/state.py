@@ -334,11 +334,12 @@ class TurnState:
         return scope.delete(rest)
 
     def _close(self) -> None:
+        self._saver = None  # also breaks the turn <-> state reference cycle, so both free at once
         for scope in self._scopes.values():
             scope._closed = True
 
     async def save(self) -> None:
         """Commit the changes made so far, mid-turn; the final commit still happens when the turn ends."""
         if self._saver is None:
-            raise TurnClosedError("this state has no storage to save to; it")
+            raise TurnClosedError("turn state")
         await self._saver()

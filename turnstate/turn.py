@@ -29,7 +29,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -54,6 +53,7 @@ from turnstate.redelivery import SeenWindow
 from turnstate.scopes import BUILTIN_SCOPES, TEMP, Scope, ScopeSpec, build_specs
 from turnstate.secrets import find_secret
 from turnstate.state import ScopeState, TempScope, TurnState, UnavailableScope, ValueGuard
+from turnstate.stats import Stats
 from turnstate.storage.base import Storage, WriteItem
 
 log = logging.getLogger("turnstate")
@@ -170,7 +170,7 @@ class StateManager:
             raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
         self.guard = _secrets_guard(tuple(parse(p) for p in allow_secrets)) if refuse_secrets else None
         self._key_cache: dict[tuple[str | None, ...], list[tuple[ScopeSpec, KeyResult]]] = {}
-        self.stats: Counter[str] = Counter()
+        self.stats = Stats()
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
 
     def resolve(self, ids: TurnIds, activity: Any) -> list[tuple[ScopeSpec, KeyResult]]:
@@ -307,9 +307,9 @@ class Turn:
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen))
             scopes[spec.name] = scope
         scopes[TEMP] = TempScope(TEMP, None, {})
-        manager.stats["turns"] += 1
+        manager.stats.turns += 1
         if self.duplicate:
-            manager.stats["duplicates"] += 1
+            manager.stats.duplicates += 1
             log.info(
                 "turnstate: activity %r was already committed; redelivery detected at load",
                 activity_id,
@@ -337,7 +337,7 @@ class Turn:
             try:
                 etags = await manager.storage.write(items)
             except PreconditionFailedError as exc:
-                manager.stats["conflicts"] += 1
+                manager.stats.conflicts += 1
                 log.info(
                     "turnstate: commit conflict on %s (attempt %d)",
                     exc.keys,
@@ -348,7 +348,7 @@ class Turn:
                 if (on_conflict or manager.on_conflict) == "raise":
                     raise
                 if attempt >= manager.max_commit_attempts:
-                    manager.stats["gave_up"] += 1
+                    manager.stats.gave_up += 1
                     log.warning(
                         "turnstate: gave up committing %s after %d attempts",
                         exc.keys,
@@ -356,7 +356,7 @@ class Turn:
                         extra={"keys": exc.keys, "attempts": attempt},
                     )
                     raise CommitRetriesExhaustedError(exc.keys, attempt) from exc
-                manager.stats["retries"] += 1
+                manager.stats.retries += 1
                 if attempt > 1:
                     # back off before re-reading, so the retry writes right after its read
                     await asyncio.sleep(
@@ -370,8 +370,8 @@ class Turn:
                 attempt += 1
                 continue
             self._written(pending, etags, seen)
-            manager.stats["commits"] += 1
-            manager.stats["writes"] += len(pending)
+            manager.stats.commits += 1
+            manager.stats.writes += len(pending)
             return
 
     def _items(self, pending: list[tuple[_Slot, bytes]]) -> tuple[dict[str, WriteItem], dict[str, str]]:
@@ -418,7 +418,7 @@ class Turn:
                     theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs)
                     theirs_bytes = document.encode_data(theirs)
             if self._token and doc is not None and SeenWindow.contains(doc.seen, self._token):
-                manager.stats["duplicates"] += 1
+                manager.stats.duplicates += 1
                 log.info(
                     "turnstate: activity %r was committed by a concurrent delivery; dropping this one",
                     self.activity_id,
@@ -430,7 +430,7 @@ class Turn:
                 slot.spec.name, base, slot.scope._data, theirs, manager.policies, slot.scope._deltas
             )
             if result.conflicts:
-                manager.stats["merge_conflicts"] += 1
+                manager.stats.merge_conflicts += 1
                 log.info(
                     "turnstate: merge conflict under policy 'raise' in %r at %s",
                     slot.key,
@@ -440,7 +440,7 @@ class Turn:
                 raise MergeConflictError(slot.key, result.conflicts)
             merged.append((slot, result.data, theirs_bytes, etag, doc))
         for slot, data, theirs_bytes, etag, doc in merged:
-            manager.stats["merges"] += 1
+            manager.stats.merges += 1
             slot.scope._data.clear()
             slot.scope._data.update(data)
             slot.loaded, slot.etag = theirs_bytes, etag
@@ -449,7 +449,7 @@ class Turn:
     def discard(self) -> None:
         """Drop every uncommitted change and close the state."""
         if not self._closed:
-            self._manager.stats["discards"] += 1
+            self._manager.stats.discards += 1
         self.close()
 
     def close(self) -> None:
