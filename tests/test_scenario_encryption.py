@@ -202,3 +202,29 @@ async def test_jwt_and_bearer_tokens_are_refused_unless_allowed(backend: Backend
     async with m.turn(message()) as state:
         assert state.user.get("oauth.cached") == jwt
         assert not state.conversation.has("token")
+
+
+async def test_unchanged_encrypted_fields_keep_their_envelope_and_changed_ones_get_a_new_one(
+    backend: Backend,
+) -> None:
+    keys = ring("k1")
+    await write_pii(backend, keys)
+
+    async def envelopes() -> dict[str, str]:
+        docs = await raw_documents(backend)
+        key = next(k for k in docs if k.startswith("user/"))
+        data = document.decode(key, docs[key]).data
+        return {name: data[name]["$enc"] for name in ("email", "phone")}
+
+    before = await envelopes()
+    async with manager(backend, keys).turn(message()) as state:
+        state.user.set("name", "changed")  # the document is written, its encrypted fields unchanged
+    assert await envelopes() == before
+    async with manager(backend, keys).turn(message()) as state:
+        state.user.set("phone", "+1 555 0142")
+    after = await envelopes()
+    assert after["email"] == before["email"] and after["phone"] != before["phone"]
+    rotated = keys.with_key("k2", bytes([7]) * 32, primary=True)
+    async with manager(backend, rotated).turn(message()) as state:
+        state.user.set("name", "again")  # a write under a new primary key re-encrypts every field
+    assert all(".k2." in envelope for envelope in (await envelopes()).values())

@@ -254,6 +254,10 @@ async def load_keys(source: KeySource) -> KeyRing:
     return ring
 
 
+Sealed = dict[tuple[str, ...], tuple[bytes, dict[str, str]]]
+"""Envelopes as loaded, by field path, with the plaintext they hold (see FieldEncryption.encrypt_data)."""
+
+
 def is_envelope(value: object) -> bool:
     """True if ``value`` has the shape of an encrypted-field envelope (it is not checked further)."""
     return type(value) is dict and len(value) == 1 and type(value.get(ENVELOPE_MARKER)) is str
@@ -339,6 +343,36 @@ def _compile(patterns: Iterable[str]) -> tuple[tuple[str, ...], dict[str, _Node]
 _Job = tuple[dict[str, Any], str, tuple[str, ...]]
 
 
+class _RandomPool:
+    """os.urandom bytes drawn 4 KiB at a time; each byte is handed out once. Emptied in a forked child,
+    so a parent and its child never share nonces."""
+
+    __slots__ = ("_buffer", "_offset")
+
+    _SIZE = 4096
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, n: int) -> bytes:
+        end = self._offset + n
+        if end > len(self._buffer):
+            self._buffer = os.urandom(max(self._SIZE, n))
+            self._offset, end = 0, n
+        out = self._buffer[self._offset : end]
+        self._offset = end
+        return out
+
+    def reset(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+
+
+_pool = _RandomPool()
+os.register_at_fork(after_in_child=_pool.reset)
+
+
 def _plan(
     node: _Node, data: dict[str, Any], path: tuple[str, ...], jobs: list[_Job]
 ) -> dict[str, Any] | None:
@@ -402,6 +436,7 @@ class FieldEncryption:
         "_paths",
         "_primary",
         "_random",
+        "_suffixes",
         "_roots",
         "_scopes",
     )
@@ -419,8 +454,9 @@ class FieldEncryption:
         self._head = f"{ENVELOPE_VERSION}.{keys.primary}."
         self._allow_plaintext = bool(allow_plaintext)
         # Test hook: the known-answer test swaps in a fixed nonce source.
-        self._random: Callable[[int], bytes] = os.urandom
+        self._random: Callable[[int], bytes] = _pool.take
         self._ad_cache: dict[tuple[str, str, str], bytes] = {}
+        self._suffixes: dict[tuple[str, ...], bytes] = {}
 
     @staticmethod
     def check_paths(paths: Iterable[str]) -> None:
@@ -502,10 +538,24 @@ class FieldEncryption:
             prefix = self._ad_cache[cache_key] = _encode((ENVELOPE_VERSION, *cache_key))[:-1] + b","
         return prefix
 
-    def encrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _suffix(self, path: tuple[str, ...]) -> bytes:
+        # the field path closing the associated data, encoded once per path
+        suffix = self._suffixes.get(path)
+        if suffix is None:
+            if len(self._suffixes) >= _AD_CACHE_SIZE:
+                self._suffixes.clear()
+            suffix = self._suffixes[path] = _encode(path) + b"]"
+        return suffix
+
+    def encrypt_data(
+        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
+    ) -> dict[str, Any]:
         """Return a new dict in which each present declared field holds its envelope.
 
         Only the objects along encrypted paths are copied; ``data`` and its values are left untouched.
+        ``sealed`` (filled by :meth:`decrypt_data` for the same document) lets a field whose value did not
+        change keep the envelope it was loaded with, if that is under the primary key, instead of being
+        encrypted again.
         """
         root = self._roots.get(scope)
         if root is None:
@@ -518,10 +568,7 @@ class FieldEncryption:
         encrypt = self._keys._ciphers[kid].encrypt
         head = self._head
         ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(kid, storage_key, scope)
-        nonces = self._random(NONCE_SIZE * len(jobs))
-        if len(nonces) != NONCE_SIZE * len(jobs):
-            raise EncryptionError("the random source returned too few bytes")
-        offset = 0
+        pending: list[tuple[dict[str, Any], str, tuple[str, ...], bytes]] = []
         for container, name, path in jobs:
             try:
                 plaintext = _encode(container[name])
@@ -530,18 +577,34 @@ class FieldEncryption:
                     f"cannot encrypt field {_show(scope, path)!r} of {storage_key!r}: a "
                     f"{type(container[name]).__name__} has no JSON form"
                 ) from exc
+            if sealed is not None:
+                kept = sealed.get(path)
+                if kept is not None and kept[0] == plaintext:
+                    container[name] = kept[1]
+                    continue
+            pending.append((container, name, path, plaintext))
+        if not pending:
+            return out
+        nonces = self._random(NONCE_SIZE * len(pending))
+        if len(nonces) != NONCE_SIZE * len(pending):
+            raise EncryptionError("the random source returned too few bytes")
+        offset = 0
+        for container, name, path, plaintext in pending:
             nonce = nonces[offset : offset + NONCE_SIZE]
             offset += NONCE_SIZE
-            sealed = nonce + encrypt(nonce, plaintext, ad_prefix + _encode(path) + b"]")
-            text = _b2a(sealed, newline=False).decode("ascii")
+            box = nonce + encrypt(nonce, plaintext, ad_prefix + self._suffix(path))
+            text = _b2a(box, newline=False).decode("ascii")
             container[name] = {ENVELOPE_MARKER: head + text}
         return out
 
-    def decrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]:
+    def decrypt_data(
+        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
+    ) -> dict[str, Any]:
         """Replace, in place, each envelope at a declared path by its value; return ``data``.
 
         Raises DecryptionError (tampered, moved, unknown key id, malformed) or PlaintextFieldError
-        (plaintext at a declared path, unless ``allow_plaintext``), naming the key and path.
+        (plaintext at a declared path, unless ``allow_plaintext``), naming the key and path. ``sealed``,
+        if given, receives each primary-key envelope with its plaintext, for :meth:`encrypt_data`.
         """
         root = self._roots.get(scope)
         if root is None:
@@ -570,8 +633,10 @@ class FieldEncryption:
                     prefix = self._ad_prefix(primary, storage_key, scope)
                 try:
                     raw = _a2b(text[skip:], strict_mode=True)
-                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + _encode(path) + b"]")
+                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + self._suffix(path))
                     container[name] = _decode(plaintext)
+                    if sealed is not None:
+                        sealed[path] = (plaintext, value)
                     continue
                 except (ValueError, InvalidTag, msgspec.DecodeError):
                     pass
@@ -623,7 +688,7 @@ class FieldEncryption:
             raise DecryptionError(storage_key, _show(scope, path), "malformed envelope: too short")
         prefix = self._ad_prefix(kid, storage_key, scope)
         try:
-            plaintext = cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + _encode(path) + b"]")
+            plaintext = cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + self._suffix(path))
         except InvalidTag as exc:
             raise DecryptionError(
                 storage_key,

@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from turnstate import document
-from turnstate.crypto import FieldEncryption, KeyRing, KeySource, load_keys
+from turnstate.crypto import FieldEncryption, KeyRing, KeySource, Sealed, load_keys
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     DuplicateActivityError,
@@ -69,9 +69,13 @@ class FieldCodec(Protocol):
     @property
     def scopes(self) -> frozenset[str]: ...
 
-    def decrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]: ...
+    def decrypt_data(
+        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
+    ) -> dict[str, Any]: ...
 
-    def encrypt_data(self, scope: str, storage_key: str, data: dict[str, Any]) -> dict[str, Any]: ...
+    def encrypt_data(
+        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
+    ) -> dict[str, Any]: ...
 
 
 class StateManager:
@@ -218,7 +222,7 @@ def _secrets_guard(allowed: tuple[Path, ...]) -> ValueGuard:
 class _Slot:
     """A persisted scope's bookkeeping for one turn: what was loaded, under which ETag."""
 
-    __slots__ = ("etag", "key", "loaded", "meta", "scope", "seen", "spec")
+    __slots__ = ("etag", "key", "loaded", "meta", "scope", "sealed", "seen", "spec")
 
     def __init__(
         self,
@@ -237,6 +241,7 @@ class _Slot:
         self.etag = etag
         self.meta = meta
         self.seen = seen
+        self.sealed: Sealed | None = None
 
 
 class Turn:
@@ -298,13 +303,17 @@ class Turn:
             else:
                 doc = decode(key, item.value)
                 data, loaded, seen = doc.data, doc.data_bytes, doc.seen
+                sealed: Sealed | None = None
                 if codec is not None and spec.name in codec.scopes:
-                    data = codec.decrypt_data(spec.name, key, data)
+                    sealed = {}
+                    data = codec.decrypt_data(spec.name, key, data, sealed)
                     loaded = document.encode_data(data)
                 if token and SeenWindow.contains(seen, token):
                     self.duplicate = True
                 scope = ScopeState(spec.name, key, data, guard)
-                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen))
+                slot = _Slot(spec, key, scope, loaded, item.etag, doc.meta, seen)
+                slot.sealed = sealed
+                slots.append(slot)
             scopes[spec.name] = scope
         scopes[TEMP] = TempScope(TEMP, None, {})
         manager.stats.turns += 1
@@ -388,7 +397,9 @@ class Turn:
             window_text = slot.seen if window is None else window.remember(slot.seen, self._token, now)
             seen[key] = window_text
             if codec is not None and slot.spec.name in codec.scopes:
-                data_bytes = document.encode_data(codec.encrypt_data(slot.spec.name, key, slot.scope._data))
+                data_bytes = document.encode_data(
+                    codec.encrypt_data(slot.spec.name, key, slot.scope._data, slot.sealed)
+                )
             items[key] = WriteItem(encode(data_bytes, slot.meta, window_text), slot.etag, slot.spec.ttl)
         return items, seen
 
@@ -404,10 +415,13 @@ class Turn:
         manager = self._manager
         fresh = await manager.storage.read([slot.key for slot in slots])
         codec = manager.codec
-        merged: list[tuple[_Slot, dict[str, Any], bytes, str | None, document.Document | None]] = []
+        merged: list[
+            tuple[_Slot, dict[str, Any], bytes, str | None, document.Document | None, Sealed | None]
+        ] = []
         for slot in slots:
             item = fresh.get(slot.key)
             doc = None
+            sealed: Sealed | None = None
             if item is None:
                 theirs: dict[str, Any] = {}
                 theirs_bytes, etag = _EMPTY, None
@@ -415,7 +429,8 @@ class Turn:
                 doc = document.decode(slot.key, item.value)
                 theirs, theirs_bytes, etag = doc.data, doc.data_bytes, item.etag
                 if codec is not None and slot.spec.name in codec.scopes:
-                    theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs)
+                    sealed = {}
+                    theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs, sealed)
                     theirs_bytes = document.encode_data(theirs)
             if self._token and doc is not None and SeenWindow.contains(doc.seen, self._token):
                 manager.stats.duplicates += 1
@@ -438,8 +453,9 @@ class Turn:
                     extra={"key": slot.key, "paths": result.conflicts},
                 )
                 raise MergeConflictError(slot.key, result.conflicts)
-            merged.append((slot, result.data, theirs_bytes, etag, doc))
-        for slot, data, theirs_bytes, etag, doc in merged:
+            merged.append((slot, result.data, theirs_bytes, etag, doc, sealed))
+        for slot, data, theirs_bytes, etag, doc, sealed in merged:
+            slot.sealed = sealed
             manager.stats.merges += 1
             slot.scope._data.clear()
             slot.scope._data.update(data)
