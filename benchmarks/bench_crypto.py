@@ -125,7 +125,8 @@ def bench_turns(turns: int) -> None:
     async def table() -> None:
         print("field encryption in whole turns (StateManager + MemoryStorage), extra us per encrypted field")
         print(
-            f"  {'turn changes':<24} {'fields':>6} {'no encryption us':>17} {'encrypted us':>13} {'per field':>10}"
+            f"  {'turn changes':<24} {'fields':>6} {'no encryption us':>17} "
+            f"{'encrypted us':>13} {'per field':>10}"
         )
         for change, label in (("plain", "a plain field"), ("encrypted", "every field")):
             base = await per_turn_us(0, change)

@@ -436,9 +436,9 @@ class FieldEncryption:
         "_paths",
         "_primary",
         "_random",
-        "_suffixes",
         "_roots",
         "_scopes",
+        "_suffixes",
     )
 
     def __init__(self, paths: Iterable[str], keys: KeyRing, *, allow_plaintext: bool = False) -> None:
