@@ -12,6 +12,7 @@ from turnstate.errors import UnsupportedStorageError
 from turnstate.reencrypt import ReencryptProgress, default_scope_of, reencrypt
 from turnstate.storage.base import Capabilities, WriteItem
 from turnstate.storage.memory import MemoryStorage
+from turnstate.testing.clock import ManualClock
 
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(50, 82))
@@ -21,14 +22,6 @@ SECRET = "alice@example.com"
 
 def no_ttl(key: str) -> float | None:
     return None
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def user_doc(i: int) -> dict[str, Any]:
@@ -243,7 +236,7 @@ async def test_vanished_documents_are_skipped(storage: MemoryStorage, new: Field
 
 
 async def test_rewritten_documents_get_the_ttl_asked_for(old: FieldEncryption, new: FieldEncryption) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = MemoryStorage(clock=clock)
     await put(storage, old, "user/u1", user_doc(1))
     await put(storage, old, "conversation/c1", conversation_doc(1))

@@ -25,30 +25,22 @@ from turnstate.errors import (
 from turnstate.storage import file as file_module
 from turnstate.storage.base import WriteItem
 from turnstate.storage.file import FileStorage, encode_key
-from turnstate.testing import StorageConformance
+from turnstate.testing import ManualClock, StorageConformance
 from turnstate.testing.conformance import Advance
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestFileConformance(StorageConformance):
     @pytest.fixture
-    def clock(self) -> FakeClock:
-        return FakeClock()
+    def clock(self) -> ManualClock:
+        return ManualClock()
 
     @pytest.fixture
-    async def storage(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[FileStorage]:
+    async def storage(self, tmp_path: Path, clock: ManualClock) -> AsyncIterator[FileStorage]:
         async with FileStorage(tmp_path / "state", clock=clock) as storage:
             yield storage
 
     @pytest.fixture
-    def advance(self, clock: FakeClock) -> Advance:
+    def advance(self, clock: ManualClock) -> Advance:
         async def advance(seconds: float) -> None:
             clock.now += seconds
 
@@ -72,7 +64,7 @@ async def test_creates_missing_directories(tmp_path: Path) -> None:
 
 
 async def test_file_is_an_envelope_with_the_value_embedded_byte_for_byte(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = FileStorage(tmp_path, clock=clock)
     value = b'{"b":[1,2.5e3,null],"s":"\\u00fc\\n\xc3\xbc","a":{}}'
     etag = (await storage.write({"conv/Abc": WriteItem(value, ttl=30)}))["conv/Abc"]
@@ -94,7 +86,7 @@ async def test_expiry_is_absolute_wall_clock_shared_by_instances(tmp_path: Path)
     await FileStorage(tmp_path).write({"k": WriteItem(b"{}", ttl=3600)})
     expires_at = json.loads(Path(FileStorage(tmp_path).path_for("k")).read_bytes())["expires_at"]
     assert time.time() + 3500 < expires_at <= time.time() + 3600
-    late = FakeClock()
+    late = ManualClock()
     late.now = expires_at
     assert await FileStorage(tmp_path, clock=late).read(["k"]) == {}
     late.now = expires_at - 1
@@ -244,7 +236,7 @@ async def test_foreign_file_names_are_not_listed(tmp_path: Path) -> None:
 
 
 async def test_purge_removes_expired_documents_and_stale_temporary_files(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = FileStorage(tmp_path, clock=clock)
     long_key = "expiring/" + "x" * 300
     await storage.write(
@@ -272,7 +264,7 @@ async def test_purge_removes_expired_documents_and_stale_temporary_files(tmp_pat
 
 
 async def test_purge_keeps_a_document_rewritten_since_it_expired(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = FileStorage(tmp_path, clock=clock)
     await storage.write({"k": WriteItem(b'{"n":1}', ttl=1)})
     clock.now += 5

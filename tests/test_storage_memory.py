@@ -6,30 +6,22 @@ import pytest
 
 from turnstate.storage.base import WriteItem
 from turnstate.storage.memory import MemoryStorage
-from turnstate.testing import StorageConformance
+from turnstate.testing import ManualClock, StorageConformance
 from turnstate.testing.conformance import Advance
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestMemoryConformance(StorageConformance):
     @pytest.fixture
-    def clock(self) -> FakeClock:
-        return FakeClock()
+    def clock(self) -> ManualClock:
+        return ManualClock()
 
     @pytest.fixture
-    async def storage(self, clock: FakeClock) -> AsyncIterator[MemoryStorage]:
+    async def storage(self, clock: ManualClock) -> AsyncIterator[MemoryStorage]:
         async with MemoryStorage(clock=clock) as storage:
             yield storage
 
     @pytest.fixture
-    def advance(self, clock: FakeClock) -> Advance:
+    def advance(self, clock: ManualClock) -> Advance:
         async def advance(seconds: float) -> None:
             clock.now += seconds
 
@@ -52,7 +44,7 @@ async def test_lru_eviction_keeps_recently_used() -> None:
 
 
 async def test_purge_expired_counts_removed() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = MemoryStorage(clock=clock)
     await storage.write({"a": WriteItem(b"{}", ttl=1), "b": WriteItem(b"{}", ttl=10), "c": WriteItem(b"{}")})
     clock.now += 5

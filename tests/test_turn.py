@@ -19,14 +19,7 @@ from turnstate import (
     WriteItem,
 )
 from turnstate.runtime import Bot
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from turnstate.testing.clock import ManualClock
 
 
 def incident_scope() -> Scope:
@@ -175,7 +168,7 @@ async def test_commit_after_close_is_refused() -> None:
 
 
 async def test_ttl_per_scope_is_applied_on_every_write_and_expired_state_reads_absent() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = CountingStorage(clock=clock)
     manager = StateManager(storage, ttl={"conversation": 7 * 86400, "user": None})
     async with manager.turn(message()) as state:
@@ -196,7 +189,7 @@ async def test_ttl_per_scope_is_applied_on_every_write_and_expired_state_reads_a
 
 
 async def test_custom_scope_ttl() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     storage = MemoryStorage(clock=clock)
     incident = Scope("incident", key=lambda a: "I-1", ttl=60)
     manager = StateManager(storage, scopes=[incident])

@@ -14,6 +14,7 @@ Usage, in a third-party backend's test module::
 Needs pytest and pytest-asyncio (``pip install "turnstate[testing]"``), with ``asyncio_mode = "auto"``.
 """
 
+from turnstate.testing.clock import ManualClock
 from turnstate.testing.conformance import StorageConformance
 
-__all__ = ["StorageConformance"]
+__all__ = ["ManualClock", "StorageConformance"]
