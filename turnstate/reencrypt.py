@@ -79,7 +79,7 @@ async def _rewrite(
         if not encryption.needs_reencrypt(scope, document.data):
             return _CURRENT
         data = encryption.decrypt_data(scope, key, document.data)
-        value = encode(encode_data(encryption.encrypt_data(scope, key, data)), document.meta)
+        value = encode(encode_data(encryption.encrypt_data(scope, key, data)), document.meta, document.seen)
         try:
             await storage.write({key: WriteItem(value, if_match=item.etag, ttl=ttl)})
         except PreconditionFailedError:
