@@ -33,6 +33,7 @@ from turnstate.errors import (
     UnsupportedStorageError,
 )
 from turnstate.keys import KeyScheme, TurnIds
+from turnstate.manager import StateManager
 from turnstate.merge import ABSENT, MergePolicies
 from turnstate.middleware import StateMiddleware
 from turnstate.reencrypt import ReencryptReport, reencrypt
@@ -41,7 +42,7 @@ from turnstate.state import ScopeState, TurnState
 from turnstate.storage.base import ANY_ETAG, Capabilities, Storage, StoredItem, WriteItem
 from turnstate.storage.file import FileStorage
 from turnstate.storage.memory import MemoryStorage
-from turnstate.turn import StateManager, Turn
+from turnstate.turn import Turn
 
 __all__ = [
     "ABSENT",

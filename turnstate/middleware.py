@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from turnstate.errors import DuplicateActivityError, PreconditionFailedError
-from turnstate.turn import StateManager
+from turnstate.manager import StateManager
 
 log = logging.getLogger("turnstate")
 

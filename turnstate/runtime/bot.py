@@ -9,10 +9,10 @@ import msgspec
 
 from turnstate.activity import Activity
 from turnstate.errors import DuplicateActivityError
+from turnstate.manager import StateManager
 from turnstate.middleware import StateMiddleware
 from turnstate.runtime.context import TurnContext
 from turnstate.storage.base import Storage
-from turnstate.turn import StateManager
 
 NextFn = Callable[..., Awaitable[None]]
 Middleware = Callable[[TurnContext, NextFn], Awaitable[None]]

@@ -1,0 +1,182 @@
+"""Per-bot state configuration: which scopes, how they are keyed, merged, expired and protected.
+
+:class:`StateManager` holds configuration only and hands out one :class:`~turnstate.turn.Turn` per
+activity; everything a turn works on lives in the Turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Protocol
+
+from turnstate.crypto import FieldEncryption, KeyRing, KeySource, Sealed, load_keys
+from turnstate.errors import SecretValueError, StateError
+from turnstate.keys import KeyResult, KeyScheme, TurnIds
+from turnstate.merge import MergePolicies, Policy
+from turnstate.paths import Path, join, matches, parse
+from turnstate.redelivery import SeenWindow
+from turnstate.scopes import BUILTIN_SCOPES, Scope, ScopeSpec, build_specs
+from turnstate.secrets import find_secret
+from turnstate.state import ScopeState, UnavailableScope, ValueGuard
+from turnstate.stats import Stats
+from turnstate.storage.base import Storage
+from turnstate.turn import Turn
+
+
+class FieldCodec(Protocol):
+    """Transforms a scope's fields between their stored and their working form (field encryption)."""
+
+    @property
+    def scopes(self) -> frozenset[str]: ...
+
+    def decrypt_data(
+        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
+    ) -> dict[str, Any]: ...
+
+    def encrypt_data(
+        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
+    ) -> dict[str, Any]: ...
+
+
+class StateManager:
+    """Per-bot state configuration; call :meth:`turn` once per activity.
+
+    ``scopes``: custom scopes. ``builtin_scopes``: which of conversation, user and private to load.
+    ``ttl``: seconds per scope name (None = never expires), applied on every write. ``merge``: policy per
+    path pattern for fields both this turn and a concurrent one changed; ``default_merge`` for the rest.
+    ``on_conflict="merge"`` merges and retries inside the commit; ``"raise"`` surfaces
+    :class:`~turnstate.errors.PreconditionFailedError` so a runtime can re-run the turn instead.
+    ``dedupe``: remember the last ``dedupe_window`` activity ids (for ``dedupe_max_age`` seconds) in each
+    document to detect redelivery.
+
+    ``encrypt``: paths (scope first, ``*`` for one field name) stored AES-256-GCM encrypted, with ``keys``
+    (a :class:`~turnstate.crypto.KeyRing`, checked now, or a key provider, loaded by the first turn).
+    ``migrate_plaintext`` lets plaintext already stored at those paths be read (it is encrypted on the
+    next write). ``codec`` replaces the built-in field encryption with your own transform.
+    ``refuse_secrets``: ``set`` refuses values that look like bearer tokens, JWTs or API keys, except at
+    the ``allow_secrets`` paths.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        scopes: Iterable[Scope] = (),
+        builtin_scopes: Iterable[str] = BUILTIN_SCOPES,
+        ttl: Mapping[str, float | None] | None = None,
+        key_scheme: KeyScheme | None = None,
+        merge: Mapping[str, Policy] | None = None,
+        default_merge: Policy = "last",
+        on_conflict: Literal["merge", "raise"] = "merge",
+        max_commit_attempts: int = 10,
+        backoff: float = 0.005,
+        dedupe: bool = True,
+        dedupe_window: int = 32,
+        dedupe_max_age: float = 3600.0,
+        encrypt: Iterable[str] = (),
+        keys: KeySource | None = None,
+        migrate_plaintext: bool = False,
+        codec: FieldCodec | None = None,
+        refuse_secrets: bool = True,
+        allow_secrets: Iterable[str] = (),
+    ) -> None:
+        if not isinstance(storage, Storage):
+            raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
+        if on_conflict not in ("merge", "raise"):
+            raise ValueError(f"on_conflict must be 'merge' or 'raise', got {on_conflict!r}")
+        if max_commit_attempts < 1:
+            raise ValueError(f"max_commit_attempts must be at least 1, got {max_commit_attempts!r}")
+        enabled = tuple(builtin_scopes)
+        unknown = set(enabled) - set(BUILTIN_SCOPES)
+        if unknown:
+            raise ValueError(
+                f"builtin_scopes takes {', '.join(BUILTIN_SCOPES)}; got {', '.join(sorted(unknown))}"
+            )
+        self.storage = storage
+        self.key_scheme = key_scheme or KeyScheme()
+        specs = build_specs(self.key_scheme, tuple(scopes), dict(ttl or {}))
+        self.disabled = tuple(name for name in BUILTIN_SCOPES if name not in enabled)
+        self.builtin_specs = tuple(s for s in specs[: len(BUILTIN_SCOPES)] if s.name in enabled)
+        self.custom_specs = specs[len(BUILTIN_SCOPES) :]
+        self.policies = MergePolicies(merge, default_merge)
+        self.on_conflict = on_conflict
+        self.max_commit_attempts = max_commit_attempts
+        self.backoff = backoff
+        self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
+        # scopes that are off for every turn: built once, they hold nothing and only raise
+        self.unavailable: dict[str, ScopeState] = {
+            name: UnavailableScope(name, None) for name in self.disabled
+        }
+        self.codec: FieldCodec | None = codec
+        self._keys: KeySource | None = None
+        self._keys_lock = asyncio.Lock()
+        self._encrypt = tuple(encrypt)
+        self._migrate_plaintext = migrate_plaintext
+        if self._encrypt:
+            if codec is not None:
+                raise ValueError("pass either encrypt=[...] with keys, or a codec, not both")
+            if keys is None:
+                raise ValueError(
+                    "encrypt=[...] needs keys: a KeyRing (e.g. KeyRing.from_env()) or a key provider"
+                )
+            if isinstance(keys, KeyRing):
+                self.codec = FieldEncryption(self._encrypt, keys, allow_plaintext=migrate_plaintext)
+            else:
+                self._keys = keys
+                FieldEncryption.check_paths(self._encrypt)
+            known = {spec.name for spec in specs}
+            encrypted = {parse(path)[0] for path in self._encrypt}
+            if not encrypted <= known:
+                raise ValueError(
+                    f"encrypt names unknown scopes {', '.join(sorted(encrypted - known))}; scopes: "
+                    f"{', '.join(sorted(known))} (temp is never stored, so it is never encrypted)"
+                )
+        elif keys is not None:
+            raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
+        self.guard = _secrets_guard(tuple(parse(p) for p in allow_secrets)) if refuse_secrets else None
+        self._key_cache: dict[tuple[str | None, ...], list[tuple[ScopeSpec, KeyResult]]] = {}
+        self.stats = Stats()
+        """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
+
+    def resolve(self, ids: TurnIds, activity: Any) -> list[tuple[ScopeSpec, KeyResult]]:
+        """Every enabled persisted scope's storage key (or the id it lacks) for this activity."""
+        cache_key = (ids.channel, ids.conversation, ids.user, ids.bot, ids.tenant)
+        builtin = self._key_cache.get(cache_key)
+        if builtin is None:
+            builtin = [(spec, spec.resolve(self.key_scheme, ids, activity)) for spec in self.builtin_specs]
+            if len(self._key_cache) >= 4096:
+                self._key_cache.clear()
+            self._key_cache[cache_key] = builtin
+        if not self.custom_specs:
+            return builtin
+        resolved = list(builtin)
+        for spec in self.custom_specs:
+            try:
+                resolved.append((spec, spec.resolve(self.key_scheme, ids, activity)))
+            except Exception as exc:
+                raise StateError(f"the key function of scope {spec.name!r} failed: {exc!r}") from exc
+        return resolved
+
+    def turn(self, activity: Any) -> Turn:
+        """The state of one turn for ``activity``, as an async context manager."""
+        return Turn(self, activity)
+
+    async def load_keys(self) -> None:
+        """Load encryption keys from the key provider now (the first turn does it otherwise)."""
+        async with self._keys_lock:
+            if self._keys is not None:
+                ring = await load_keys(self._keys)
+                self.codec = FieldEncryption(self._encrypt, ring, allow_plaintext=self._migrate_plaintext)
+                self._keys = None
+
+
+def _secrets_guard(allowed: tuple[Path, ...]) -> ValueGuard:
+    def guard(scope: str, path: Path, value: Any) -> None:
+        found = find_secret(value)
+        if found is not None:
+            full = (scope, *path)
+            if not any(matches(pattern, full) for pattern in allowed):
+                raise SecretValueError(join(scope, *path), found)
+
+    return guard
