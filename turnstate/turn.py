@@ -1,6 +1,7 @@
 """The turn engine: load every scope in one read, commit changed scopes in one write, merge on conflict.
 
-:class:`~turnstate.manager.StateManager` holds configuration; each turn's working data lives in a :class:`Turn`::
+:class:`~turnstate.manager.StateManager` holds configuration; a turn's working data lives in a
+:class:`Turn`::
 
     manager = StateManager(MemoryStorage())
     async with manager.turn(activity) as state:
