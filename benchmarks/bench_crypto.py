@@ -27,7 +27,8 @@ import msgspec
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from turnstate.crypto import FieldEncryption, KeyRing
+from turnstate.crypto import FieldEncryption
+from turnstate.keyring import KeyRing
 from turnstate.secrets import find_secret
 
 TARGET_US_PER_FIELD = 3.0

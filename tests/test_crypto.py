@@ -12,15 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnstate.crypto import (
-    ENVELOPE_MARKER,
-    REDACTED,
-    EnvKeys,
-    FieldEncryption,
-    KeyRing,
-    is_envelope,
-    load_keys,
-)
+from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, is_envelope
 from turnstate.errors import (
     DecryptionError,
     EncryptionError,
@@ -29,6 +21,7 @@ from turnstate.errors import (
     PlaintextFieldError,
     TurnStateError,
 )
+from turnstate.keyring import EnvKeys, KeyRing, load_keys
 
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(100, 132))

@@ -12,8 +12,8 @@ import pytest
 from tests.activities import message
 from tests.backends import Backend
 from turnstate import StateManager, WriteItem, document
-from turnstate.crypto import KeyRing
 from turnstate.errors import DecryptionError, KeyRingError, PlaintextFieldError, SecretValueError
+from turnstate.keyring import KeyRing
 from turnstate.reencrypt import reencrypt
 
 EMAIL = "ann.example@contoso.test"

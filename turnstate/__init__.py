@@ -5,7 +5,7 @@ and field-level merging, TTL, field encryption and redelivery detection, over pl
 """
 
 from turnstate.activity import Activity, ChannelAccount, ConversationAccount
-from turnstate.crypto import EnvKeys, FieldEncryption, KeyProvider, KeyRing
+from turnstate.crypto import FieldEncryption
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     ConflictError,
@@ -32,6 +32,7 @@ from turnstate.errors import (
     UnknownScopeError,
     UnsupportedStorageError,
 )
+from turnstate.keyring import EnvKeys, KeyProvider, KeyRing
 from turnstate.keys import KeyScheme, TurnIds
 from turnstate.manager import StateManager
 from turnstate.merge import ABSENT, MergePolicies

@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from turnstate.crypto import FieldEncryption, KeyRing, KeySource, Sealed, load_keys
+from turnstate.crypto import FieldEncryption, Sealed
 from turnstate.errors import SecretValueError, StateError
+from turnstate.keyring import KeyRing, KeySource, load_keys
 from turnstate.keys import KeyResult, KeyScheme, TurnIds
 from turnstate.merge import MergePolicies, Policy
 from turnstate.paths import Path, join, matches, parse
@@ -51,7 +52,7 @@ class StateManager:
     document to detect redelivery.
 
     ``encrypt``: paths (scope first, ``*`` for one field name) stored AES-256-GCM encrypted, with ``keys``
-    (a :class:`~turnstate.crypto.KeyRing`, checked now, or a key provider, loaded by the first turn).
+    (a :class:`~turnstate.keyring.KeyRing`, checked now, or a key provider, loaded by the first turn).
     ``migrate_plaintext`` lets plaintext already stored at those paths be read (it is encrypted on the
     next write). ``codec`` replaces the built-in field encryption with your own transform.
     ``refuse_secrets``: ``set`` refuses values that look like bearer tokens, JWTs or API keys, except at
