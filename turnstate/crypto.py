@@ -240,6 +240,7 @@ class FieldEncryption:
         "_paths",
         "_primary",
         "_random",
+        "_flat",
         "_roots",
         "_scopes",
         "_suffixes",
@@ -252,6 +253,12 @@ class FieldEncryption:
                 "'await load_keys(source)'"
             )
         self._paths, self._roots = _compile(paths)
+        # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
+        self._flat: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+            scope: tuple((name, (name,)) for name in root.children)
+            for scope, root in self._roots.items()
+            if root.star is None and all(child.terminal for child in root.children.values())
+        }
         self._scopes = frozenset(self._roots)
         self._keys = keys
         self._primary = keys.primary
@@ -365,7 +372,16 @@ class FieldEncryption:
         if root is None:
             return dict(data)
         jobs: list[_Job] = []
-        out = _plan(root, data, (), jobs)
+        flat = self._flat.get(scope)
+        if flat is not None:
+            out = None
+            for name, path in flat:
+                if name in data:
+                    if out is None:
+                        out = dict(data)
+                    jobs.append((out, name, path))
+        else:
+            out = _plan(root, data, (), jobs)
         if out is None:
             return dict(data)
         kid = self._primary
@@ -413,8 +429,12 @@ class FieldEncryption:
         root = self._roots.get(scope)
         if root is None:
             return data
-        found: list[_Job] = []
-        _visit(root, data, (), found)
+        flat = self._flat.get(scope)
+        if flat is not None:
+            found: list[_Job] = [(data, name, path) for name, path in flat if name in data]
+        else:
+            found = []
+            _visit(root, data, (), found)
         if not found:
             return data
         ring = self._keys
