@@ -235,12 +235,12 @@ class FieldEncryption:
     __slots__ = (
         "_ad_cache",
         "_allow_plaintext",
+        "_flat",
         "_head",
         "_keys",
         "_paths",
         "_primary",
         "_random",
-        "_flat",
         "_roots",
         "_scopes",
         "_suffixes",
