@@ -65,7 +65,7 @@ class ScopeState:
     when set; changes reach storage only when the turn commits.
     """
 
-    __slots__ = ("_closed", "_data", "_deltas", "_guard", "key", "name")
+    __slots__ = ("_closed", "_data", "_deltas", "_guard", "_touched", "key", "name")
 
     def __init__(
         self, name: str, key: str | None, data: dict[str, Any], guard: ValueGuard | None = None
@@ -76,6 +76,8 @@ class ScopeState:
         self._deltas: dict[Path, int | float] = {}
         self._closed = False
         self._guard = guard
+        # False until something may have changed the data: a write, or handing out a live object or list
+        self._touched = False
 
     def __repr__(self) -> str:
         fields = ", ".join(sorted(self._data)) if not self._closed else "closed"
@@ -87,6 +89,8 @@ class ScopeState:
     def _node(self, parts: Path, path: str, create: bool) -> dict[str, Any] | None:
         if self._closed:
             raise TurnClosedError(f"state scope {self.name!r}")
+        if create:
+            self._touched = True
         node = self._data
         for segment in parts[:-1]:
             child = node.get(segment)
@@ -121,9 +125,11 @@ class ScopeState:
         value = _MISSING if node is None else node.get(parts[-1], _MISSING)
         if value is _MISSING or value is None:
             return default
+        cls = value.__class__
+        if cls is dict or cls is list:
+            self._touched = True  # the caller may edit it in place
         if type is None:
             return value
-        cls = value.__class__
         if cls is type and (cls is int or cls is str or cls is dict or cls is list or cls is bool):
             return value
         if type is float and (cls is int or cls is float):
@@ -146,6 +152,7 @@ class ScopeState:
                 self._guard(self.name, parts, stored)
         if len(parts) == 1 and not self._closed:
             self._data[path] = stored
+            self._touched = True
             return
         node = self._node(parts, path, True)
         assert node is not None  # create=True always yields a node
@@ -158,6 +165,7 @@ class ScopeState:
         if node is None or parts[-1] not in node:
             return False
         del node[parts[-1]]
+        self._touched = True
         return True
 
     def has(self, path: str) -> bool:
@@ -192,6 +200,7 @@ class ScopeState:
         """Remove every field of this scope."""
         self._node(("",), "", False)
         self._data.clear()
+        self._touched = True
 
     def keys(self) -> list[str]:
         """The top-level field names."""

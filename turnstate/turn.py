@@ -302,6 +302,7 @@ class Turn:
             manager.stats.merges += 1
             slot.scope._data.clear()
             slot.scope._data.update(data)
+            slot.scope._touched = True
             slot.loaded, slot.etag = theirs_bytes, etag
             slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (_NO_META, "")
 
@@ -322,6 +323,8 @@ def _pending(slots: Iterable[_Slot]) -> list[tuple[_Slot, bytes]]:
     encode = document.encode_data
     pending = []
     for slot in slots:
+        if not slot.scope._touched:
+            continue  # nothing was written to it and nothing mutable was handed out
         data_bytes = encode(slot.scope._data)
         if data_bytes != slot.loaded:
             pending.append((slot, data_bytes))
