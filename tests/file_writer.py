@@ -5,8 +5,8 @@ Usage: python tests/file_writer.py DIR WRITER GENERATION LOG
 Owns the keys own_keys(WRITER) and rewrites them in one batch per step with increasing sequence numbers,
 each precondition being the ETag it last saw; and increments the shared counter with read + compare-and-set
 + retry. Before each write it logs the documents it is about to commit ("try"), after the write returns it
-logs them again ("ok"); each line is written to LOG with one unbuffered write, so a kill cannot lose a
-line that was logged. An unexpected precondition failure on its own keys is logged as "error".
+logs them again ("ok"); each line is written to LOG with one unbuffered write, so a kill can at most cut
+the last line short. An unexpected precondition failure on its own keys is logged as "error".
 """
 
 from __future__ import annotations
