@@ -32,16 +32,17 @@ def _describe(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
 
-def _check_finite(value: Any, where: str) -> None:
+def _check_finite(value: Any, scope: str, path: str) -> None:
     if type(value) is float:
         if not math.isfinite(value):
+            where = f"{scope}.{path}"
             raise StateValueError(where, f"{value!r} has no JSON form; store None or a string instead")
     elif type(value) is dict:
         for item in value.values():
-            _check_finite(item, where)
+            _check_finite(item, scope, path)
     elif type(value) is list:
         for item in value:
-            _check_finite(item, where)
+            _check_finite(item, scope, path)
 
 
 def to_storable(value: Any, scope: str, path: str) -> Any:
@@ -54,7 +55,7 @@ def to_storable(value: Any, scope: str, path: str) -> Any:
     except (TypeError, ValueError, OverflowError) as exc:
         where = f"{scope}.{path}"
         raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc
-    _check_finite(stored, f"{scope}.{path}")
+    _check_finite(stored, scope, path)
     return stored
 
 
