@@ -99,7 +99,8 @@ class MemoryStorage(Storage):
                 while len(data) > self._max_entries:
                     data.popitem(last=False)
             self._writes_since_sweep += len(items)
-            if self._writes_since_sweep >= self._SWEEP_EVERY:
+            # a sweep walks every entry, so sweeping once per len(data) writes keeps writes O(1) amortized
+            if self._writes_since_sweep >= max(self._SWEEP_EVERY, len(data)):
                 self._sweep(now)
         return etags
 
