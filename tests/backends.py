@@ -52,6 +52,19 @@ class Backend:
             return b"".join(item.value for item in (await storage.read(keys)).values())
         if kind == "file":
             return b"".join(p.read_bytes() for p in Path(self.spec["path"]).rglob("*") if p.is_file())
+        if kind == "cosmos":
+            import json as json_module
+
+            from azure.cosmos import SSLConfiguration
+            from azure.cosmos.aio import CosmosClient
+
+            ssl = SSLConfiguration()
+            ssl.SSLCaCerts = ssl.SSLCertFile = self.spec["certificate"]
+            ssl.SSLKeyFile = self.spec["certificate_key"]
+            async with CosmosClient(self.spec["endpoint"], self.spec["credential"], ssl_config=ssl) as cosmos:
+                container = cosmos.get_database_client(self.spec["database"]).get_container_client("state")
+                rows = [row async for row in container.query_items("SELECT * FROM c")]
+            return json_module.dumps(rows).encode()
         import redis.asyncio as aioredis
 
         client: Any = (
@@ -97,6 +110,14 @@ def open_spec(spec: dict[str, Any]) -> Storage:
     kind = spec["kind"]
     if kind == "file":
         return FileStorage(spec["path"], fsync=False)
+    if kind == "cosmos":
+        from azure.cosmos import SSLConfiguration
+        from turnstate_cosmos import CosmosStorage
+
+        ssl = SSLConfiguration()
+        ssl.SSLCaCerts = ssl.SSLCertFile = spec["certificate"]
+        ssl.SSLKeyFile = spec["certificate_key"]
+        return CosmosStorage(spec["endpoint"], spec["credential"], spec["database"], "state", ssl_config=ssl)
     if kind in ("redis", "redis-cluster"):
         from turnstate_redis import RedisStorage
 
@@ -112,6 +133,18 @@ def memory_backend() -> Backend:
 def file_backend(directory: Path) -> Backend:
     spec = {"kind": "file", "path": str(directory)}
     return Backend("file", spec, lambda: open_spec(spec), shared=True)
+
+
+def cosmos_backend(endpoint: str, credential: str, certificate: str, certificate_key: str) -> Backend:
+    spec = {
+        "kind": "cosmos",
+        "endpoint": endpoint,
+        "credential": credential,
+        "certificate": certificate,
+        "certificate_key": certificate_key,
+        "database": f"scenario-{uuid.uuid4().hex[:8]}",
+    }
+    return Backend("cosmos", spec, lambda: open_spec(spec), shared=True)
 
 
 def redis_backend(url: str, *, cluster: bool) -> Backend:

@@ -7,20 +7,25 @@ from typing import Any
 
 import pytest
 
-from tests.backends import Backend, file_backend, memory_backend, redis_backend
+from tests.backends import Backend, cosmos_backend, file_backend, memory_backend, redis_backend
 
-# The Redis storage's test servers: real redis-server processes on free loopback ports.
-sys.path.insert(0, str(Path(__file__).parent.parent / "storages" / "redis" / "tests"))
-from redis_test_servers import RedisClusterNodes, RedisServer, ServerError
+# The storages' own test servers: real redis-server processes and the Cosmos-compatible server, each on
+# free loopback ports.
+_STORAGES = Path(__file__).parent.parent / "storages"
+sys.path.insert(0, str(_STORAGES / "redis" / "tests"))
+sys.path.insert(0, str(_STORAGES / "cosmos" / "tests"))
+from cosmos_test_server import EMULATOR_KEY, CosmosTestServer  # noqa: E402
+from cosmos_test_server import ServerError as CosmosServerError  # noqa: E402
+from redis_test_servers import RedisClusterNodes, RedisServer, ServerError  # noqa: E402
 
-BACKENDS = ["memory", "file", "redis", "redis-cluster"]
-SHARED_BACKENDS = ["file", "redis", "redis-cluster"]
+BACKENDS = ["memory", "file", "redis", "redis-cluster", "cosmos"]
+SHARED_BACKENDS = ["file", "redis", "redis-cluster", "cosmos"]
 
 
 def _started(what: str, server: Any) -> Any:
     try:
         server.start()
-    except ServerError as exc:
+    except (ServerError, CosmosServerError) as exc:
         server.stop()
         pytest.fail(f"could not start the {what} the scenario tests need: {exc}", pytrace=False)
     return server
@@ -40,6 +45,13 @@ def scenario_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def scenario_cosmos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosmosTestServer]:
+    server = _started("Cosmos test server", CosmosTestServer(tmp_path_factory.mktemp("scenario-cosmos")))
+    yield server
+    server.stop()
+
+
 def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if name == "memory":
         return memory_backend()
@@ -49,6 +61,9 @@ def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backe
         return redis_backend(request.getfixturevalue("scenario_redis").url, cluster=False)
     if name == "redis-cluster":
         return redis_backend(request.getfixturevalue("scenario_cluster").url, cluster=True)
+    if name == "cosmos":
+        server = request.getfixturevalue("scenario_cosmos")
+        return cosmos_backend(server.endpoint, EMULATOR_KEY, str(server.certificate), str(server.key))
     raise ValueError(name)
 
 

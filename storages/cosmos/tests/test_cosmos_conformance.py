@@ -1,0 +1,27 @@
+"""The turnstate storage conformance suite against CosmosStorage on the Cosmos test server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from cosmos_test_server import MakeStorage
+from turnstate_cosmos import CosmosStorage
+
+from turnstate.testing import ManualClock, StorageConformance
+from turnstate.testing.conformance import Advance
+
+
+class TestCosmosConformance(StorageConformance):
+    @pytest.fixture
+    async def storage(self, make_storage: MakeStorage, clock: ManualClock) -> AsyncIterator[CosmosStorage]:
+        async with make_storage(clock=clock) as storage:
+            yield storage
+
+    @pytest.fixture
+    def advance(self, clock: ManualClock) -> Advance:
+        # The test server never expires items; expiry is read from expires_at against this clock.
+        async def advance(seconds: float) -> None:
+            clock.advance(seconds)
+
+        return advance
