@@ -432,6 +432,15 @@ class CosmosStorage(Storage):
                 f"Cosmos DB ({self._where}) failed to {action} {_shown(keys)}: {type(exc).__name__}"
                 f"{f' {status}' if status else ''}: {_text(exc)}.{outcome}"
             )
+        if status == 404:
+            # only a missing database or container answers a query, create or upsert with 404: set it
+            # up again (creating it, if allowed) on the next call instead of failing forever
+            self._ready = None
+            return StorageError(
+                f"Cosmos DB ({self._where}) could not {action} {_shown(keys)}: the database or container is "
+                f"gone ({type(exc).__name__} 404). The next call sets it up again"
+                f"{' (creating it)' if self._create_if_missing else ''}."
+            )
         return StorageError(
             f"Cosmos DB ({self._where}) refused to {action} {_shown(keys)}: {type(exc).__name__}"
             f"{f' {status}' if status else ''}: {_text(exc)}"

@@ -1,0 +1,173 @@
+"""CosmosStorage turns per second, against the raw azure-cosmos async SDK doing the same requests, same run.
+
+Run: .venv/bin/python benchmarks/bench_cosmos.py [--quick] [--verified-tls]
+
+Starts the Cosmos-compatible test server the Cosmos storage tests use (node, @vercel/cosmosdb-server, see
+storages/cosmos/README.md) on a free loopback port and stops it at the end. That server is local and
+keeps items in memory, so the figures show the client side (SDK plus storage) and the test server, not
+Cosmos DB latency: on a real account every round trip adds milliseconds and the ratio moves towards 1.
+
+One turn = read a conversation and a user item in one query (ARRAY_CONTAINS over their ids), then
+replace both with an If-Match precondition on the ETags just read, both requests at once. CosmosStorage
+does it with ``read`` and ``write``. The peer is the SDK used by hand: ``query_items`` with the same
+query, then two ``replace_item`` calls with ``MatchConditions.IfNotModified``, gathered, on a client
+with the same options. N conversations run concurrently (N = 1, 8, 64), each with its own items, so no
+turn conflicts.
+
+By default the clients connect without checking the test certificate (the SDK's default for 127.0.0.1)
+and reuse connections. With --verified-tls they check it through ``ssl_config``, as the tests do; the SDK
+then builds a new TLS context for every request, so each request opens a new connection.
+
+Figures are the best of several alternating rounds; compare the ratio within one run, not absolute
+figures across runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos.aio import ContainerProxy, CosmosClient
+from turnstate_cosmos import CosmosStorage
+from turnstate_cosmos._keys import item_id
+
+from turnstate.storage.base import WriteItem
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "storages" / "cosmos" / "tests"))
+# the tests' server helper, found through the sys.path entry above
+from cosmos_test_server import (
+    EMULATOR_KEY,
+    CosmosTestServer,
+    ServerError,
+    client_options,
+)
+
+DATABASE, CONTAINER = "bench", "state"
+TIMEOUT = 10.0
+READ_QUERY = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
+DOCUMENT = (
+    b'{"v":1,"data":{'
+    + b",".join(b'"field%d":"value-%d-abcdefghijklmnop"' % (i, i) for i in range(8))
+    + b"}}"
+)
+LEVELS = (1, 8, 64)
+
+Turn = Callable[[int], Awaitable[None]]
+
+
+def keys_of(conversation: int, prefix: str) -> list[str]:
+    return [f"{prefix}conversation/{conversation}", f"{prefix}user/{conversation}"]
+
+
+def storage_turn(storage: CosmosStorage) -> Turn:
+    async def turn(conversation: int) -> None:
+        keys = keys_of(conversation, "ours/")
+        found = await storage.read(keys)
+        await storage.write({key: WriteItem(DOCUMENT, if_match=found[key].etag) for key in keys})
+
+    return turn
+
+
+def raw_body(key: str) -> dict[str, Any]:
+    """The item CosmosStorage would write for ``key``, so both sides send the same bytes."""
+    return {"id": item_id(key), "key": key, "value": DOCUMENT.decode(), "expires_at": None, "ttl": -1}
+
+
+def raw_turn(container: ContainerProxy) -> Turn:
+    async def turn(conversation: int) -> None:
+        bodies = [raw_body(key) for key in keys_of(conversation, "raw/")]
+        pages = container.query_items(
+            READ_QUERY, parameters=[{"name": "@ids", "value": [body["id"] for body in bodies]}]
+        )
+        etags = {row["id"]: row["_etag"] async for row in pages}
+        await asyncio.gather(
+            *(
+                container.replace_item(
+                    body["id"], body, etag=etags[body["id"]], match_condition=MatchConditions.IfNotModified
+                )
+                for body in bodies
+            )
+        )
+
+    return turn
+
+
+async def turns_per_second(turn: Turn, conversations: int, seconds: float) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def conversation(index: int) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await turn(index)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(conversation(i) for i in range(conversations)))
+    return done / (time.perf_counter() - started)
+
+
+async def bench(server: CosmosTestServer, seconds: float, rounds: int, verified_tls: bool) -> None:
+    options: dict[str, Any] = {"connection_timeout": TIMEOUT, "read_timeout": TIMEOUT}
+    if verified_tls:
+        options.update(client_options(server))
+    storage = CosmosStorage(server.endpoint, EMULATOR_KEY, DATABASE, CONTAINER, **options)
+    # The raw client gets its own options: the SDK fills in the ssl_config object it is given.
+    raw_options = dict(options, **client_options(server)) if verified_tls else dict(options)
+    client = CosmosClient(server.endpoint, EMULATOR_KEY, **raw_options)
+    try:
+        # The storage creates the database and container; both sides start from items that exist.
+        await storage.write(
+            {key: WriteItem(DOCUMENT) for n in range(max(LEVELS)) for key in keys_of(n, "ours/")}
+        )
+        container = client.get_database_client(DATABASE).get_container_client(CONTAINER)
+        for n in range(max(LEVELS)):
+            for key in keys_of(n, "raw/"):
+                await container.upsert_item(raw_body(key))
+        ours, raw = storage_turn(storage), raw_turn(container)
+        await ours(0)  # warm up: connections, container properties, query plan
+        await raw(0)
+
+        tls = "verified TLS, a new connection per request" if verified_tls else "TLS, pooled connections"
+        print(f"Cosmos test server on {server.endpoint} ({tls})")
+        print("  a local in-memory test server: figures show client overhead, not Cosmos DB latency")
+        print("one turn = read 2 items in one query + replace both with If-Match on their ETags, at once")
+        header = f"{'conversations':>13} {'CosmosStorage turns/s':>22} {'raw azure-cosmos turns/s':>25}"
+        print(f"  {header} {'ours / raw':>11}")
+        for conversations in LEVELS:
+            best_ours = best_raw = 0.0
+            for _ in range(rounds):
+                best_ours = max(best_ours, await turns_per_second(ours, conversations, seconds))
+                best_raw = max(best_raw, await turns_per_second(raw, conversations, seconds))
+            ratio = best_ours / best_raw
+            print(f"  {conversations:>13} {best_ours:>22,.0f} {best_raw:>25,.0f} {ratio:>10.0%}")
+    finally:
+        await storage.aclose()
+        await client.close()
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    verified_tls = "--verified-tls" in sys.argv
+    seconds, rounds = (0.4, 2) if quick else (1.5, 3)
+    with tempfile.TemporaryDirectory() as workdir:
+        server = CosmosTestServer(Path(workdir))
+        try:
+            server.start()
+        except ServerError as exc:
+            server.stop()
+            raise SystemExit(f"could not start the Cosmos test server: {exc}") from exc
+        try:
+            asyncio.run(bench(server, seconds, rounds, verified_tls))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
