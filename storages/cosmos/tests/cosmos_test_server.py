@@ -8,8 +8,6 @@ does not start, raises ServerError: the tests fail with the reason, they are nev
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -22,14 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from azure.cosmos import SSLConfiguration
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from turnstate_cosmos import CosmosStorage
 
+from turnstate.testing.tls import self_signed_certificate
+
 TESTSERVER_DIR = Path(__file__).resolve().parent.parent / "testserver"
-INSTALL_HINT = "install Node.js >= 20 and npm (scripts/test does this)"
+INSTALL_HINT = "install Node.js >= 20 and npm; scripts/test then installs the test server's packages"
 START_TIMEOUT = 30.0
 NPM_TIMEOUT = 300.0
 
@@ -62,38 +58,6 @@ def ensure_installed() -> None:
         raise ServerError(f"`npm ci` in {TESTSERVER_DIR} did not finish in {NPM_TIMEOUT:.0f} s") from exc
     if done.returncode != 0:
         raise ServerError(f"`npm ci` in {TESTSERVER_DIR} failed ({done.returncode}): {done.stderr[-2000:]}")
-
-
-def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
-    """A fresh P-256 certificate for 127.0.0.1 and localhost, valid for a day; returns (cert, key)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = workdir / "cert.pem", workdir / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 class CosmosTestServer:

@@ -6,8 +6,6 @@ A missing or failing redis-server fails the tests with the reason; nothing is sk
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -18,10 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from turnstate.testing.tls import self_signed_certificate
 
 INSTALL_HINT = "install it with `apt-get install -y redis-server` (scripts/test does this)"
 
@@ -70,7 +66,7 @@ class RedisServer:
         self.certificate: Path | None = None
         if tls:
             workdir.mkdir(parents=True, exist_ok=True)
-            self.certificate, key = _self_signed_certificate(workdir)
+            self.certificate, key = self_signed_certificate(workdir)
             self.args += [
                 *("--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"),
                 *("--tls-cert-file", str(self.certificate), "--tls-key-file", str(key)),
@@ -174,35 +170,6 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1, signed by its own key, that clients can trust as their CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turnstate test redis")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 def command_calls(server_port: int) -> dict[str, int]:
