@@ -288,8 +288,9 @@ def test_invalid_custom_scopes() -> None:
 async def test_disabled_builtin_scope() -> None:
     manager = StateManager(MemoryStorage(), builtin_scopes=("conversation", "user"))
     async with manager.turn(message()) as state:
-        with pytest.raises(UnknownScopeError, match="private"):
+        with pytest.raises(UnknownScopeError, match="private") as info:
             state.private.get("x")
+        assert "builtin_scopes" in str(info.value) and "'private.x'" in str(info.value)
 
 
 async def test_reprs_show_field_names_never_values(manager: StateManager) -> None:

@@ -54,10 +54,18 @@ class PathError(StateError, ValueError):
 class UnknownScopeError(StateError, LookupError):
     """A path or scope name refers to a scope that was never registered."""
 
-    def __init__(self, name: str, known: Iterable[str], path: str | None = None) -> None:
+    def __init__(
+        self, name: str, known: Iterable[str], path: str | None = None, *, disabled: bool = False
+    ) -> None:
         self.name = name
         self.path = path
         where = f" in path {path!r}" if path is not None else ""
+        if disabled:
+            super().__init__(
+                f"state scope {name!r}{where} is not enabled for this bot; add it to "
+                "StateManager(builtin_scopes=...) to load and store it"
+            )
+            return
         names = ", ".join(sorted(known))
         super().__init__(
             f"unknown state scope {name!r}{where}; registered scopes: {names}. "

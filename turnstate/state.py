@@ -250,7 +250,7 @@ class UnavailableScope(ScopeState):
 
     def _node(self, parts: Path, path: str, create: bool) -> dict[str, Any] | None:
         if self._missing is None:
-            raise UnknownScopeError(self.name, ["(enabled scopes)"], f"{self.name}.{path}" if path else None)
+            raise UnknownScopeError(self.name, (), f"{self.name}.{path}" if path else None, disabled=True)
         raise MissingIdError(self.name, self._missing)
 
 
