@@ -27,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.cosmos.aio import ContainerProxy, CosmosClient
+from throughput import Turn, turns_per_second  # benchmarks/throughput.py, beside this script
 from turnstate_cosmos import CosmosStorage
 from turnstate_cosmos._keys import item_id
 
@@ -57,8 +56,6 @@ DOCUMENT = (
     + b"}}"
 )
 LEVELS = (1, 8, 64)
-
-Turn = Callable[[int], Awaitable[None]]
 
 
 def keys_of(conversation: int, prefix: str) -> list[str]:
@@ -96,21 +93,6 @@ def raw_turn(container: ContainerProxy) -> Turn:
         )
 
     return turn
-
-
-async def turns_per_second(turn: Turn, conversations: int, seconds: float) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def conversation(index: int) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await turn(index)
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(conversation(i) for i in range(conversations)))
-    return done / (time.perf_counter() - started)
 
 
 async def bench(server: CosmosTestServer, seconds: float, rounds: int, verified_tls: bool) -> None:

@@ -25,11 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis
 import redis.asyncio
+from throughput import Turn, turns_per_second  # benchmarks/throughput.py, beside this script
 from turnstate_redis import RedisStorage
 from turnstate_redis._layout import CAS_SCRIPT, CAS_SHA
 
@@ -42,8 +42,6 @@ DOCUMENT = (
     + b",".join(b'"field%d":"value-%d-abcdefghijklmnop"' % (i, i) for i in range(8))
     + b"}}"
 )
-
-Turn = Callable[[int], Awaitable[None]]
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -102,21 +100,6 @@ def raw_turn(client: redis.asyncio.Redis) -> Turn:
             raise SystemExit(f"raw compare-and-set failed: {results}")
 
     return turn
-
-
-async def turns_per_second(turn: Turn, conversations: int, seconds: float) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def conversation(index: int) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await turn(index)
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(conversation(i) for i in range(conversations)))
-    return done / (time.perf_counter() - started)
 
 
 async def bench(port: int, seconds: float, rounds: int) -> bool:
