@@ -69,6 +69,46 @@ async def test_encrypted_fields_merge_on_their_plaintext(backend: Backend) -> No
         assert state.user.to_dict() == {"email": "ann@contoso.test", "phone": "+1 555 0100"}
 
 
+async def test_encrypted_fields_already_stored_merge_on_their_plaintext(backend: Backend) -> None:
+    keys = KeyRing({"k1": bytes(range(32))})
+    paths = ["user.email", "user.phone", "user.notes"]
+    a = StateManager(backend.open(), encrypt=paths, keys=keys)
+    b = StateManager(backend.open(), encrypt=paths, keys=keys)
+    async with a.turn(message()) as state:
+        state.user.set("email", "old@contoso.test")
+        state.user.set("phone", "+1 555 0000")
+        state.user.set("notes", "kept")
+        state.user.set("visits", 1)
+    results = await race(
+        a,
+        b,
+        lambda s: s.user.set("email", "ann@contoso.test"),
+        lambda s: (s.user.set("phone", "+1 555 0100"), s.user.incr("visits")),
+    )
+    assert results == [None, None]
+    assert a.stats["merges"] + b.stats["merges"] == 1
+    async with a.turn(message()) as state:
+        assert state.user.to_dict() == {
+            "email": "ann@contoso.test",
+            "phone": "+1 555 0100",
+            "notes": "kept",
+            "visits": 2,
+        }
+
+
+async def test_a_checkpoint_of_new_encrypted_values_is_not_written_again_at_the_end(
+    backend: Backend,
+) -> None:
+    manager = StateManager(backend.open(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(32)}))
+    async with manager.turn(message()) as state:
+        state.user.set("email", "ann@contoso.test")
+        await state.save()
+        state.user.set("email", "ann@contoso.test")  # same value: its envelope from save() is kept
+    assert manager.stats["writes"] == 1
+    async with manager.turn(message()) as state:
+        assert state.user.get("email") == "ann@contoso.test"
+
+
 async def test_rerun_mode_merges_instead_when_part_of_the_batch_was_written(backend: Backend) -> None:
     """A re-run must not apply a scope twice. An atomic storage wrote nothing of the losing batch, so the
     turn is re-run; a non-atomic one wrote the user scope before the conversation scope conflicted, so the

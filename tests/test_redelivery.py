@@ -13,17 +13,17 @@ NOW = 1_800_000_000
 
 def test_remembered_ids_are_found_and_others_are_not() -> None:
     window = SeenWindow(8)
-    seen = ""
+    seen = b""
     for i in range(5):
         seen = window.remember(seen, window.token(f"act-{i}"), NOW)
     assert all(window.contains(seen, window.token(f"act-{i}")) for i in range(5))
     assert not window.contains(seen, window.token("act-5"))
-    assert not window.contains("", window.token("act-0"))
+    assert not window.contains(b"", window.token("act-0"))
 
 
 def test_window_keeps_at_least_size_and_at_most_a_quarter_more() -> None:
     window = SeenWindow(8)
-    seen = ""
+    seen = b""
     for i in range(100):
         seen = window.remember(seen, window.token(f"a{i}"), NOW)
         kept = [j for j in range(i + 1) if window.contains(seen, window.token(f"a{j}"))]
@@ -34,7 +34,7 @@ def test_window_keeps_at_least_size_and_at_most_a_quarter_more() -> None:
 
 def test_old_entries_are_dropped_by_age_when_trimming() -> None:
     window = SeenWindow(4, max_age=60)
-    seen = ""
+    seen = b""
     for i in range(4):
         seen = window.remember(seen, window.token(f"old-{i}"), NOW)
     for i in range(2):
@@ -45,7 +45,7 @@ def test_old_entries_are_dropped_by_age_when_trimming() -> None:
 
 def test_size_one() -> None:
     window = SeenWindow(1)
-    seen = ""
+    seen = b""
     for i in range(5):
         seen = window.remember(seen, window.token(f"x{i}"), NOW)
     assert window.contains(seen, window.token("x4"))
@@ -55,8 +55,8 @@ def test_size_one() -> None:
 @given(st.text(min_size=1, max_size=200))
 def test_tokens_are_fixed_width_and_json_plain(activity_id: str) -> None:
     token = SeenWindow.token(activity_id)
-    assert len(token) == 13 and token[0] == "|"
-    assert all(c in "0123456789abcdef" for c in token[1:])
+    assert len(token) == 13 and token[:1] == b"|"
+    assert all(c in b"0123456789abcdef" for c in token[1:])
 
 
 def test_invalid_windows() -> None:
@@ -64,3 +64,12 @@ def test_invalid_windows() -> None:
         SeenWindow(0)
     with pytest.raises(ValueError):
         SeenWindow(4, max_age=0)
+
+
+def test_a_window_of_foreign_records_ages_out_without_errors() -> None:
+    window = SeenWindow(2, max_age=60)
+    seen = b"not-a-record-at-all|zz" * 5
+    for i in range(6):
+        seen = window.remember(seen, window.token(f"n{i}"), NOW)
+    assert window.contains(seen, window.token("n5")) and window.contains(seen, window.token("n4"))
+    assert b"not-a-record" not in seen

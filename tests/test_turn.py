@@ -215,7 +215,16 @@ async def test_corrupt_document_raises_naming_the_key_and_other_conversations_wo
     async with manager.turn(message()) as state:
         state.conversation.set("count", 1)
     [key] = [k async for k in storage.list_keys("conversation/")]
-    for bad in (b"not json", b'{"v": 99, "data": {}}', b'{"data": {}}', b'{"v": 1, "data": [1]}'):
+    for bad in (
+        b"not json",
+        b'{"v": 99, "data": {}}',
+        b'{"data": {}}',
+        b'{"v": 1, "data": [1]}',
+        # the redelivery window is written back verbatim, so escapes, non-ASCII and non-strings are refused
+        b'{"v": 1, "data": {}, "seen": "|0123456789ab00abc\\u0022"}',
+        b'{"v": 1, "data": {}, "seen": "|0123456789ab00ab\xc3\xa9"}',
+        b'{"v": 1, "data": {}, "seen": 12}',
+    ):
         await storage.write({key: WriteItem(bad)})
         with pytest.raises(CorruptDocumentError) as info:
             async with manager.turn(message()):

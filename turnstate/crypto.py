@@ -366,7 +366,8 @@ class FieldEncryption:
         Only the objects along encrypted paths are copied; ``data`` and its values are left untouched.
         ``sealed`` (filled by :meth:`decrypt_data` for the same document) lets a field whose value did not
         change keep the envelope it was loaded with, if that is under the primary key, instead of being
-        encrypted again.
+        encrypted again; each new envelope is added to it, so encrypting unchanged data again gives the
+        same result.
         """
         root = self._roots.get(scope)
         if root is None:
@@ -413,8 +414,10 @@ class FieldEncryption:
             nonce = nonces[offset : offset + NONCE_SIZE]
             offset += NONCE_SIZE
             box = nonce + encrypt(nonce, plaintext, ad_prefix + self._suffix(path))
-            text = _b2a(box, newline=False).decode("ascii")
-            container[name] = {ENVELOPE_MARKER: head + text}
+            envelope = {ENVELOPE_MARKER: head + _b2a(box, newline=False).decode("ascii")}
+            container[name] = envelope
+            if sealed is not None:
+                sealed[path] = (plaintext, envelope)
         return out
 
     def decrypt_data(

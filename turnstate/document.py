@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
     v: int
     data: msgspec.Raw
-    seen: str = ""
+    seen: msgspec.Raw = msgspec.Raw(b"")
     meta: dict[str, msgspec.Raw] = {}
 
 
@@ -44,7 +44,8 @@ class Document(msgspec.Struct, gc=False):
     data: dict[str, Any]
     data_bytes: bytes
     meta: dict[str, msgspec.Raw]
-    seen: str
+    seen: bytes
+    """The redelivery window's characters, exactly as stored (ASCII, nothing to escape)."""
 
 
 def decode(key: str, value: bytes) -> Document:
@@ -62,7 +63,13 @@ def decode(key: str, value: bytes) -> Document:
         data = _data_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise CorruptDocumentError(key, f"'data' is not a JSON object ({exc})") from exc
-    return Document(data, raw, envelope.meta, envelope.seen)
+    seen = bytes(envelope.seen) if envelope.seen else b""
+    if seen:
+        # kept as stored and written back verbatim, so it must be a plain string: no escapes, ASCII only
+        if seen[0] != 34 or seen.find(b"\\") >= 0 or not seen.isascii():
+            raise CorruptDocumentError(key, "'seen' (the redelivery window) is not a plain ASCII string")
+        seen = seen[1:-1]
+    return Document(data, raw, envelope.meta, seen)
 
 
 def decode_data(key: str, data_bytes: bytes) -> dict[str, Any]:
@@ -78,11 +85,17 @@ def encode_data(data: dict[str, Any]) -> bytes:
     return _encoder.encode(data)
 
 
-def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None, seen: str = "") -> bytes:
-    """Build the stored bytes from encoded fields, the redelivery window and metadata (values may be Raw)."""
-    out = _PREFIX + data_bytes
-    if seen:
-        out += b',"seen":' + _encoder.encode(seen)
+def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None, seen: bytes = b"") -> bytes:
+    """Build the stored bytes from encoded fields, the redelivery window and metadata (values may be Raw).
+
+    ``seen`` is written as is: it must hold only ASCII characters that need no JSON escaping.
+    """
     if meta:
-        out += b',"meta":' + _encoder.encode(meta)
-    return out + b"}"
+        if seen:
+            return b"".join(
+                (_PREFIX, data_bytes, b',"seen":"', seen, b'","meta":', _encoder.encode(meta), b"}")
+            )
+        return b"".join((_PREFIX, data_bytes, b',"meta":', _encoder.encode(meta), b"}"))
+    if seen:
+        return b"".join((_PREFIX, data_bytes, b',"seen":"', seen, b'"}'))
+    return b"".join((_PREFIX, data_bytes, b"}"))

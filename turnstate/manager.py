@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from turnstate.crypto import FieldEncryption, Sealed
 from turnstate.errors import SecretValueError, StateError
@@ -23,6 +23,16 @@ from turnstate.state import ScopeState, UnavailableScope, ValueGuard
 from turnstate.stats import Stats
 from turnstate.storage.base import Storage
 from turnstate.turn import Turn
+
+
+class TurnPlan(NamedTuple):
+    """The documents a turn loads (scope spec and storage key) and the scopes it cannot use this turn."""
+
+    wanted: tuple[tuple[ScopeSpec, str], ...]
+    keys: list[str]
+    unavailable: dict[str, ScopeState]
+    """Scopes that are disabled or lack an id; copy before adding to it."""
+    missing: tuple[tuple[ScopeSpec, str], ...]
 
 
 class FieldCodec(Protocol):
@@ -136,28 +146,39 @@ class StateManager:
         elif keys is not None:
             raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
         self.guard = _secrets_guard(tuple(parse(p) for p in allow_secrets)) if refuse_secrets else None
-        self._key_cache: dict[tuple[str | None, ...], list[tuple[ScopeSpec, KeyResult]]] = {}
+        self._plan_cache: dict[tuple[str | None, ...], TurnPlan] = {}
         self.stats = Stats()
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
 
-    def resolve(self, ids: TurnIds, activity: Any) -> list[tuple[ScopeSpec, KeyResult]]:
-        """Every enabled persisted scope's storage key (or the id it lacks) for this activity."""
+    def plan(self, ids: TurnIds, activity: Any) -> TurnPlan:
+        """Which documents a turn for ``activity`` loads, and which scopes it cannot use (and why)."""
         cache_key = (ids.channel, ids.conversation, ids.user, ids.bot, ids.tenant)
-        builtin = self._key_cache.get(cache_key)
+        builtin = self._plan_cache.get(cache_key)
         if builtin is None:
-            builtin = [(spec, spec.resolve(self.key_scheme, ids, activity)) for spec in self.builtin_specs]
-            if len(self._key_cache) >= 4096:
-                self._key_cache.clear()
-            self._key_cache[cache_key] = builtin
+            builtin = self._plan(
+                [(spec, spec.resolve(self.key_scheme, ids, activity)) for spec in self.builtin_specs]
+            )
+            if len(self._plan_cache) >= 4096:
+                self._plan_cache.clear()
+            self._plan_cache[cache_key] = builtin
         if not self.custom_specs:
             return builtin
-        resolved = list(builtin)
+        resolved = [(spec, KeyResult(key)) for spec, key in builtin.wanted]
+        resolved += [(spec, KeyResult(None, missing)) for spec, missing in builtin.missing]
         for spec in self.custom_specs:
             try:
                 resolved.append((spec, spec.resolve(self.key_scheme, ids, activity)))
             except Exception as exc:
                 raise StateError(f"the key function of scope {spec.name!r} failed: {exc!r}") from exc
-        return resolved
+        return self._plan(resolved)
+
+    def _plan(self, resolved: list[tuple[ScopeSpec, KeyResult]]) -> TurnPlan:
+        wanted = tuple((spec, result.key) for spec, result in resolved if result.key is not None)
+        missing = tuple((spec, result.missing or "id") for spec, result in resolved if result.key is None)
+        unavailable = dict(self.unavailable)
+        for spec, why in missing:
+            unavailable[spec.name] = UnavailableScope(spec.name, why)
+        return TurnPlan(wanted, [key for _, key in wanted], unavailable, missing)
 
     def turn(self, activity: Any) -> Turn:
         """The state of one turn for ``activity``, as an async context manager."""

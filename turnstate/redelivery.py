@@ -1,28 +1,38 @@
 """The window of recently committed activity ids kept in each document (its ``seen`` field).
 
-The window is one string of fixed-width records, oldest first: ``|`` + a 12-character digest of the
+The window is one ASCII string of fixed-width records, oldest first: ``|`` + a 12-character digest of the
 activity id (48 bits of BLAKE2b, in hex) + the commit time in base-36 seconds (6 characters).
 Records never contain ``|`` and need no JSON escaping, so checking an id is one substring search, adding
-one is a concatenation, and trimming (by count, then age) is slicing. Two ids in one window share a digest
-with a probability under 1e-13, so a genuine new activity is, in practice, never taken for a redelivery.
+one is a concatenation, and trimming (by count, then age) is slicing. The engine keeps the window as the
+bytes stored in the document and writes them back verbatim, so a long window costs no JSON work per turn.
+Two ids in one window share a digest with a probability under 1e-13, so a genuine new activity is, in
+practice, never taken for a redelivery.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
+from binascii import hexlify
+from hashlib import blake2b
 
 _RECORD = 19  # "|" + 12 digest characters + 6 time characters
 _DIGEST = 13  # length of "|" + digest
 
 
-def _base36(n: int) -> str:
+def _base36(n: int) -> bytes:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while n:
         n, r = divmod(n, 36)
         out = digits[r] + out
-    return out.rjust(6, "0")[-6:]
+    return out.rjust(6, "0")[-6:].encode("ascii")
+
+
+def _stamp(record: bytes) -> int:
+    try:
+        return int(record[_DIGEST:_RECORD], 36)
+    except ValueError:
+        return -1  # not a record this module wrote: it ages out first
 
 
 class SeenWindow:
@@ -41,25 +51,27 @@ class SeenWindow:
         self._stamp = (0, _base36(0))  # the last second encoded, reused within that second
 
     @staticmethod
-    def token(activity_id: str) -> str:
+    def token(activity_id: str) -> bytes:
         """The ``|``-prefixed digest under which ``activity_id`` is recorded."""
-        return "|" + hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+        return b"|" + hexlify(blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=6).digest())
 
     @staticmethod
-    def contains(seen: str, token: str) -> bool:
+    def contains(seen: bytes, token: bytes) -> bool:
         """Whether the activity with this ``token`` is recorded in the window ``seen``."""
-        return token in seen
+        return (
+            seen.find(token) >= 0
+        )  # not `in`: bytes.__contains__ first tries token as an int, raising inside
 
-    def remember(self, seen: str, token: str, now: float | None = None) -> str:
+    def remember(self, seen: bytes, token: bytes, now: float | None = None) -> bytes:
         """The window ``seen`` with ``token`` appended (and trimmed once it has grown a quarter too long)."""
         stamp = int(time.time() if now is None else now)
         if self._stamp[0] != stamp:
             self._stamp = (stamp, _base36(stamp))
-        seen = seen + token + self._stamp[1]
+        seen = b"".join((seen, token, self._stamp[1]))
         if len(seen) <= self._limit:
             return seen
         seen = seen[-self.size * _RECORD :]
         horizon = stamp - self.max_age
-        while len(seen) > _RECORD and int(seen[_DIGEST:_RECORD], 36) < horizon:
+        while len(seen) > _RECORD and _stamp(seen) < horizon:
             seen = seen[_RECORD:]
         return seen

@@ -142,7 +142,6 @@ class ScopeState:
 
     def set(self, path: str, value: Any) -> None:
         """Set the value at ``path``, creating intermediate objects; raise StateValueError if unstorable."""
-        parts = parse(path)
         cls = value.__class__
         if cls is int or cls is bool or value is None:
             stored = value
@@ -150,11 +149,13 @@ class ScopeState:
             stored = value if cls is str else to_storable(value, self.name, path)
             # short strings cannot hold a credential: skip the scan for them
             if self._guard is not None and (cls is not str or len(value) >= SECRET_MIN_LENGTH):
-                self._guard(self.name, parts, stored)
-        if len(parts) == 1 and not self._closed:
+                self._guard(self.name, parse(path), stored)
+        # the common case, one plain field name, needs no parsing
+        if path.__class__ is str and path and "." not in path and "\\" not in path and not self._closed:
             self._data[path] = stored
             self._touched = True
             return
+        parts = parse(path)
         node = self._node(parts, path, True)
         assert node is not None  # create=True always yields a node
         node[parts[-1]] = stored

@@ -8,8 +8,9 @@
         state.conversation.incr("count")
     # committed here if the block succeeded; discarded on any BaseException (cancellation included)
 
-Commit: each persisted scope is encoded once; only scopes whose bytes differ from what was loaded are
-written, all in one ``Storage.write`` with the loaded ETag as precondition. If another writer committed
+Commit: each persisted scope is encoded once, as it would be stored (encrypted fields whose value did not
+change keep their stored envelope); only scopes whose bytes differ from the stored ones are written, all in
+one ``Storage.write`` with the loaded ETag as precondition. If another writer committed
 first, the conflicting scopes are re-read and this turn's changes are merged field by field onto the stored
 documents (see :mod:`turnstate.merge`), then the write is retried, up to ``max_commit_attempts``. From
 the second conflict on, a retry first waits a jittered, doubling backoff and only then re-reads, so the
@@ -49,11 +50,11 @@ from turnstate.keys import ids_of
 from turnstate.merge import merge
 from turnstate.redelivery import SeenWindow
 from turnstate.scopes import TEMP, ScopeSpec
-from turnstate.state import ScopeState, TempScope, TurnState, UnavailableScope
+from turnstate.state import ScopeState, TempScope, TurnState
 from turnstate.storage.base import WriteItem
 
 if TYPE_CHECKING:
-    from turnstate.manager import StateManager
+    from turnstate.manager import FieldCodec, StateManager
 
 log = logging.getLogger("turnstate")
 
@@ -62,29 +63,17 @@ _MAX_BACKOFF = 0.1
 _NO_META: dict[str, msgspec.Raw] = {}
 
 
-class _Slot:
+class _Slot(msgspec.Struct, gc=False):
     """A persisted scope's bookkeeping for one turn: what was loaded, under which ETag."""
 
-    __slots__ = ("etag", "key", "loaded", "meta", "scope", "sealed", "seen", "spec")
-
-    def __init__(
-        self,
-        spec: ScopeSpec,
-        key: str,
-        scope: ScopeState,
-        loaded: bytes,
-        etag: str | None,
-        meta: dict[str, msgspec.Raw],
-        seen: str,
-    ) -> None:
-        self.spec = spec
-        self.key = key
-        self.scope = scope
-        self.loaded = loaded
-        self.etag = etag
-        self.meta = meta
-        self.seen = seen
-        self.sealed: Sealed | None = None
+    spec: ScopeSpec
+    key: str
+    scope: ScopeState
+    loaded: bytes
+    etag: str | None
+    meta: dict[str, msgspec.Raw]
+    seen: bytes
+    sealed: Sealed | None
 
 
 class Turn:
@@ -97,7 +86,7 @@ class Turn:
         self._activity = activity
         self._slots: list[_Slot] = []
         self._closed = False
-        self._token = ""
+        self._token = b""
         self.state: TurnState | None = None
         self.activity_id: str | None = None
         self.duplicate = False
@@ -122,42 +111,36 @@ class Turn:
         activity = self._activity
         ids = ids_of(activity)
         activity_id = self.activity_id = ids.activity
-        if manager.window is not None and activity_id is not None:
-            token = self._token = SeenWindow.token(activity_id)
-        else:
-            token = ""
-        scopes = dict(manager.unavailable)
-        wanted: list[tuple[ScopeSpec, str]] = []
-        for spec, resolved in manager.resolve(ids, activity):
-            if resolved.key is None:
-                scopes[spec.name] = UnavailableScope(spec.name, resolved.missing or "id")
-            else:
-                wanted.append((spec, resolved.key))
-        items = await manager.storage.read([key for _, key in wanted]) if wanted else {}
+        token = self._token = (
+            SeenWindow.token(activity_id) if activity_id is not None and manager.window is not None else b""
+        )
+        plan = manager.plan(ids, activity)
+        scopes = dict(plan.unavailable)
+        items = await manager.storage.read(plan.keys) if plan.keys else {}
         codec = manager.codec
+        encrypted = codec.scopes if codec is not None else ()
         guard = manager.guard
         slots = self._slots
         decode = document.decode
-        for spec, key in wanted:
+        for spec, key in plan.wanted:
+            name = spec.name
             item = items.get(key)
             if item is None:
-                scope = ScopeState(spec.name, key, {}, guard)
-                slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META, ""))
+                scope = ScopeState(name, key, {}, guard)
+                slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META, b"", None))
             else:
                 doc = decode(key, item.value)
                 data, loaded, seen = doc.data, doc.data_bytes, doc.seen
                 sealed: Sealed | None = None
-                if codec is not None and spec.name in codec.scopes:
+                if name in encrypted:
+                    assert codec is not None
                     sealed = {}
-                    data = codec.decrypt_data(spec.name, key, data, sealed)
-                    loaded = document.encode_data(data)
-                if token and SeenWindow.contains(seen, token):
+                    data = codec.decrypt_data(name, key, data, sealed)
+                if token and seen.find(token) >= 0:
                     self.duplicate = True
-                scope = ScopeState(spec.name, key, data, guard)
-                slot = _Slot(spec, key, scope, loaded, item.etag, doc.meta, seen)
-                slot.sealed = sealed
-                slots.append(slot)
-            scopes[spec.name] = scope
+                scope = ScopeState(name, key, data, guard)
+                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen, sealed))
+            scopes[name] = scope
         scopes[TEMP] = TempScope(TEMP, None, {})
         manager.stats.turns += 1
         if self.duplicate:
@@ -180,7 +163,7 @@ class Turn:
         if self._closed:
             raise TurnClosedError("this turn")
         manager = self._manager
-        pending = _pending(self._slots)
+        pending = _pending(self._slots, manager.codec)
         if not pending:
             return
         attempt = 1
@@ -216,7 +199,7 @@ class Turn:
                     )
                 unwritten = [slot for slot, _ in pending if slot.key not in exc.written]
                 await self._rebase([slot for slot in unwritten if slot.key in exc.keys])
-                pending = _pending(unwritten)
+                pending = _pending(unwritten, manager.codec)
                 if not pending:
                     return
                 attempt += 1
@@ -226,28 +209,25 @@ class Turn:
             manager.stats.writes += len(pending)
             return
 
-    def _items(self, pending: list[tuple[_Slot, bytes]]) -> tuple[dict[str, WriteItem], dict[str, str]]:
+    def _items(self, pending: list[tuple[_Slot, bytes]]) -> tuple[dict[str, WriteItem], dict[str, bytes]]:
         """The write batch for ``pending``, and the redelivery window each document will hold."""
         manager = self._manager
         window = manager.window if self._token else None
         now = time.time()
-        codec = manager.codec
         encode = document.encode
         items: dict[str, WriteItem] = {}
-        seen: dict[str, str] = {}
+        seen: dict[str, bytes] = {}
         for slot, data_bytes in pending:
             key = slot.key
             window_text = slot.seen if window is None else window.remember(slot.seen, self._token, now)
             seen[key] = window_text
-            if codec is not None and slot.spec.name in codec.scopes:
-                data_bytes = document.encode_data(
-                    codec.encrypt_data(slot.spec.name, key, slot.scope._data, slot.sealed)
-                )
             items[key] = WriteItem(encode(data_bytes, slot.meta, window_text), slot.etag, slot.spec.ttl)
         return items, seen
 
     @staticmethod
-    def _written(done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], seen: Mapping[str, str]) -> None:
+    def _written(
+        done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], seen: Mapping[str, bytes]
+    ) -> None:
         for slot, data_bytes in done:
             slot.loaded = data_bytes
             slot.etag = etags[slot.key]
@@ -274,7 +254,6 @@ class Turn:
                 if codec is not None and slot.spec.name in codec.scopes:
                     sealed = {}
                     theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs, sealed)
-                    theirs_bytes = document.encode_data(theirs)
             if self._token and doc is not None and SeenWindow.contains(doc.seen, self._token):
                 manager.stats.duplicates += 1
                 log.info(
@@ -284,6 +263,8 @@ class Turn:
                 )
                 raise DuplicateActivityError(self.activity_id or "", slot.key)
             base = document.decode_data(slot.key, slot.loaded)
+            if codec is not None and slot.spec.name in codec.scopes:
+                base = codec.decrypt_data(slot.spec.name, slot.key, base)
             result = merge(
                 slot.spec.name, base, slot.scope._data, theirs, manager.policies, slot.scope._deltas
             )
@@ -304,7 +285,7 @@ class Turn:
             slot.scope._data.update(data)
             slot.scope._touched = True
             slot.loaded, slot.etag = theirs_bytes, etag
-            slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (_NO_META, "")
+            slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (_NO_META, b"")
 
     def discard(self) -> None:
         """Drop every uncommitted change and close the state."""
@@ -319,13 +300,22 @@ class Turn:
             self.state._close()
 
 
-def _pending(slots: Iterable[_Slot]) -> list[tuple[_Slot, bytes]]:
+def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[tuple[_Slot, bytes]]:
+    """Each touched slot whose fields, encoded as they would be stored, differ from the stored bytes."""
     encode = document.encode_data
     pending = []
     for slot in slots:
-        if not slot.scope._touched:
+        scope = slot.scope
+        if not scope._touched:
             continue  # nothing was written to it and nothing mutable was handed out
-        data_bytes = encode(slot.scope._data)
+        if codec is None or slot.spec.name not in codec.scopes:
+            data_bytes = encode(scope._data)
+        else:
+            # encrypted fields whose value did not change keep their stored envelope, so an unchanged
+            # document encodes to exactly the stored bytes
+            if slot.sealed is None:
+                slot.sealed = {}
+            data_bytes = encode(codec.encrypt_data(slot.spec.name, slot.key, scope._data, slot.sealed))
         if data_bytes != slot.loaded:
             pending.append((slot, data_bytes))
     return pending

@@ -54,18 +54,23 @@ class MemoryStorage(Storage):
         return len(self._data)
 
     async def read(self, keys: Collection[str]) -> dict[str, StoredItem]:
-        check_keys(keys)
         found: dict[str, StoredItem] = {}
-        now = self._clock()
+        now: float | None = None
         with self._lock:
             data = self._data
             for key in keys:
+                if key.__class__ is not str or not key:
+                    check_keys(keys)  # raises, naming the key
                 entry = data.get(key)
                 if entry is None:
                     continue
-                if entry[1] is not None and entry[1] <= now:
-                    del data[key]
-                    continue
+                expires = entry[1]
+                if expires is not None:
+                    if now is None:
+                        now = self._clock()
+                    if expires <= now:
+                        del data[key]
+                        continue
                 if self._max_entries is not None:
                     data.move_to_end(key)
                 found[key] = entry[0]
@@ -74,43 +79,48 @@ class MemoryStorage(Storage):
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
         if not items:
             return {}
-        check_write(items)
         now = self._clock()
         etags: dict[str, str] = {}
         with self._lock:
             data = self._data
-            failed = [
-                key
-                for key, item in items.items()
-                if item.if_match != ANY_ETAG and not self._holds(key, item, now)
-            ]
+            failed: list[str] = []
+            for key, item in items.items():
+                if (
+                    key.__class__ is not str
+                    or not key
+                    or item.__class__ is not WriteItem
+                    or (item.ttl is not None and not item.ttl > 0)
+                ):
+                    check_write(items)  # raises, naming the key
+                match = item.if_match
+                if match == ANY_ETAG:
+                    continue
+                entry = data.get(key)
+                if entry is not None and entry[1] is not None and entry[1] <= now:
+                    entry = None
+                if entry is not None if match is None else entry is None or entry[0].etag != match:
+                    failed.append(key)
             if failed:
                 raise PreconditionFailedError(failed)
-            prefix, counter = self._etag_prefix, self._counter
+            prefix, counter, limit = self._etag_prefix, self._counter, self._max_entries
             for key, item in items.items():
-                etag = prefix + str(next(counter))
+                etag = f"{prefix}{next(counter)}"
+                value, ttl = item.value, item.ttl
                 data[key] = (
-                    StoredItem(bytes(item.value), etag),
-                    None if item.ttl is None else now + item.ttl,
+                    StoredItem(value if value.__class__ is bytes else bytes(value), etag),
+                    None if ttl is None else now + ttl,
                 )
-                data.move_to_end(key)
+                if limit is not None:
+                    data.move_to_end(key)
                 etags[key] = etag
-            if self._max_entries is not None:
-                while len(data) > self._max_entries:
+            if limit is not None:
+                while len(data) > limit:
                     data.popitem(last=False)
             self._writes_since_sweep += len(items)
             # a sweep walks every entry, so sweeping once per len(data) writes keeps writes O(1) amortized
             if self._writes_since_sweep >= max(self._SWEEP_EVERY, len(data)):
                 self._sweep(now)
         return etags
-
-    def _holds(self, key: str, item: WriteItem, now: float) -> bool:
-        entry = self._data.get(key)
-        if entry is not None and entry[1] is not None and entry[1] <= now:
-            entry = None
-        if item.if_match is None:
-            return entry is None
-        return entry is not None and entry[0].etag == item.if_match
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)
