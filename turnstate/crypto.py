@@ -228,8 +228,9 @@ class FieldEncryption:
     ``allow_plaintext``: migration mode, off by default; plaintext found at a declared path is then
     returned as is (and encrypted on the next write) instead of raising PlaintextFieldError.
 
-    Every encryption uses a fresh nonce, so encrypting equal data twice gives different bytes: decide
-    whether a document changed by comparing plaintext, never the encrypted form.
+    Every encryption uses a fresh nonce, so encrypting equal data twice gives different bytes, unless the
+    same ``sealed`` record is passed to :meth:`decrypt_data` and :meth:`encrypt_data`: unchanged fields
+    then keep their envelope, and the encrypted form of unchanged data is byte-for-byte the stored one.
     """
 
     __slots__ = (

@@ -22,8 +22,6 @@ from turnstate.secrets import MIN_LENGTH as SECRET_MIN_LENGTH
 
 T = TypeVar("T")
 
-_MISSING: Any = object()
-
 ValueGuard = Callable[[str, Path, Any], None]
 """Called by set() with (scope name, path, encoded value); raises to refuse the value."""
 
@@ -121,10 +119,13 @@ class ScopeState:
         With ``type``, the value is converted and validated through msgspec (int, str, a Struct, a
         dataclass, datetime, ...); a mismatch raises StateTypeError naming the path and both types.
         """
-        parts = parse(path)
-        node = self._node(parts, path, False)
-        value = _MISSING if node is None else node.get(parts[-1], _MISSING)
-        if value is _MISSING or value is None:
+        if path.__class__ is str and path and "." not in path and "\\" not in path and not self._closed:
+            value = self._data.get(path)  # the common case, one plain field name, needs no parsing
+        else:
+            parts = parse(path)
+            node = self._node(parts, path, False)
+            value = None if node is None else node.get(parts[-1])
+        if value is None:
             return default
         cls = value.__class__
         if cls is dict or cls is list:
