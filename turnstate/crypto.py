@@ -255,8 +255,8 @@ class FieldEncryption:
             )
         self._paths, self._roots = _compile(paths)
         # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
-        self._flat: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-            scope: tuple((name, (name,)) for name in root.children)
+        self._flat: dict[str, tuple[tuple[str, tuple[str, ...], bytes], ...]] = {
+            scope: tuple((name, (name,), _encode((name,)) + b"]") for name in root.children)
             for scope, root in self._roots.items()
             if root.star is None and all(child.terminal for child in root.children.values())
         }
@@ -373,17 +373,11 @@ class FieldEncryption:
         root = self._roots.get(scope)
         if root is None:
             return dict(data)
-        jobs: list[_Job] = []
         flat = self._flat.get(scope)
         if flat is not None:
-            out = None
-            for name, path in flat:
-                if name in data:
-                    if out is None:
-                        out = dict(data)
-                    jobs.append((out, name, path))
-        else:
-            out = _plan(root, data, (), jobs)
+            return self._encrypt_flat(scope, storage_key, data, sealed, flat)
+        jobs: list[_Job] = []
+        out = _plan(root, data, (), jobs)
         if out is None:
             return dict(data)
         kid = self._primary
@@ -421,6 +415,50 @@ class FieldEncryption:
                 sealed[path] = (plaintext, envelope)
         return out
 
+    def _encrypt_flat(
+        self,
+        scope: str,
+        storage_key: str,
+        data: dict[str, Any],
+        sealed: Sealed | None,
+        flat: tuple[tuple[str, tuple[str, ...], bytes], ...],
+    ) -> dict[str, Any]:
+        # encrypt_data for a scope whose declared fields are all top-level names: one pass, no job lists
+        out = dict(data)
+        encrypt = None
+        ad_prefix = b""
+        for name, path, suffix in flat:
+            if name not in out:
+                continue
+            value = out[name]
+            try:
+                plaintext = _encode(value)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise EncryptionError(
+                    f"cannot encrypt field {_show(scope, path)!r} of {storage_key!r}: a "
+                    f"{type(value).__name__} has no JSON form"
+                ) from exc
+            if sealed is not None:
+                kept = sealed.get(path)
+                if kept is not None and kept[0] == plaintext:
+                    out[name] = kept[1]
+                    continue
+            if encrypt is None:
+                kid = self._primary
+                encrypt = self._keys._ciphers[kid].encrypt
+                ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(
+                    kid, storage_key, scope
+                )
+            nonce = self._random(NONCE_SIZE)
+            if len(nonce) != NONCE_SIZE:
+                raise EncryptionError("the random source returned too few bytes")
+            box = nonce + encrypt(nonce, plaintext, ad_prefix + suffix)
+            envelope = {ENVELOPE_MARKER: self._head + _b2a(box, newline=False).decode("ascii")}
+            out[name] = envelope
+            if sealed is not None:
+                sealed[path] = (plaintext, envelope)
+        return out
+
     def decrypt_data(
         self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
     ) -> dict[str, Any]:
@@ -435,10 +473,9 @@ class FieldEncryption:
             return data
         flat = self._flat.get(scope)
         if flat is not None:
-            found: list[_Job] = [(data, name, path) for name, path in flat if name in data]
-        else:
-            found = []
-            _visit(root, data, (), found)
+            return self._decrypt_flat(scope, storage_key, data, sealed, flat)
+        found: list[_Job] = []
+        _visit(root, data, (), found)
         if not found:
             return data
         ring = self._keys
@@ -469,6 +506,47 @@ class FieldEncryption:
                 except (ValueError, InvalidTag, msgspec.DecodeError):
                     pass
             container[name] = self._open(value, scope, storage_key, path, ring)
+        return data
+
+    def _decrypt_flat(
+        self,
+        scope: str,
+        storage_key: str,
+        data: dict[str, Any],
+        sealed: Sealed | None,
+        flat: tuple[tuple[str, tuple[str, ...], bytes], ...],
+    ) -> dict[str, Any]:
+        # decrypt_data for a scope whose declared fields are all top-level names: one pass
+        head = self._head
+        prefix = b""
+        decrypt = None
+        for name, path, suffix in flat:
+            if name not in data:
+                continue
+            value = data[name]
+            if type(value) is not dict or ENVELOPE_MARKER not in value:
+                if self._allow_plaintext:
+                    continue
+                raise PlaintextFieldError(storage_key, _show(scope, path))
+            # the fast path is a well-formed envelope under the primary key; anything else goes to _open
+            text = value[ENVELOPE_MARKER]
+            if len(value) == 1 and type(text) is str and text.startswith(head):
+                if decrypt is None:
+                    primary = self._primary
+                    decrypt = self._keys._ciphers[primary].decrypt
+                    prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
+                        primary, storage_key, scope
+                    )
+                try:
+                    raw = _a2b(text[len(head) :], strict_mode=True)
+                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix)
+                    data[name] = _decode(plaintext)
+                    if sealed is not None:
+                        sealed[path] = (plaintext, value)
+                    continue
+                except (ValueError, InvalidTag, msgspec.DecodeError):
+                    pass
+            data[name] = self._open(value, scope, storage_key, path, self._keys)
         return data
 
     def _open(
