@@ -12,20 +12,16 @@ Needs valgrind (Debian: ``apt-get install valgrind``) and the bench extra (``pip
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import bench_turn
+from instructions import per_turn, require_valgrind
 
 CASES = {
     "read-write turn": ("turnstate-write", "botbuilder-write"),
     "  without dedupe": ("turnstate-write-nodedupe", "botbuilder-write"),
     "read-only turn": ("turnstate-read", "botbuilder-read"),
 }
-SHORT, LONG = 1000, 3000
 
 
 async def run_case(case: str, turns: int) -> None:
@@ -39,43 +35,15 @@ async def run_case(case: str, turns: int) -> None:
         await turn(i + 1)
 
 
-def instructions(case: str, turns: int) -> int:
-    result = subprocess.run(
-        [
-            "valgrind",
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            "--cachegrind-out-file=/dev/null",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--worker",
-            case,
-            str(turns),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
-    if result.returncode != 0 or found is None:
-        raise SystemExit(f"valgrind run of {case!r} failed:\n{result.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
-
-
-def per_turn(case: str) -> float:
-    return (instructions(case, LONG) - instructions(case, SHORT)) / (LONG - SHORT)
-
-
 def main() -> None:
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    require_valgrind()
     counted: dict[str, float] = {}
     print("CPU instructions per turn, conversation + user documents of 10 keys, MemoryStorage (valgrind)")
     print(f"{'':18}{'turnstate':>12}{'botbuilder-core':>18}{'ratio':>9}")
     for name, (ours, peer) in CASES.items():
         for case in (ours, peer):
             if case not in counted:
-                counted[case] = per_turn(case)
+                counted[case] = per_turn(__file__, case)
         print(
             f"{name:18}{counted[ours] / 1000:>10.1f}k{counted[peer] / 1000:>16.1f}k"
             f"{counted[peer] / counted[ours]:>8.1f}x"
