@@ -255,8 +255,8 @@ class FieldEncryption:
             )
         self._paths, self._roots = _compile(paths)
         # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
-        self._flat: dict[str, tuple[tuple[str, tuple[str, ...], bytes], ...]] = {
-            scope: tuple((name, (name,), _encode((name,)) + b"]") for name in root.children)
+        self._flat: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+            scope: tuple((name, (name,)) for name in root.children)
             for scope, root in self._roots.items()
             if root.star is None and all(child.terminal for child in root.children.values())
         }
@@ -375,62 +375,24 @@ class FieldEncryption:
             return dict(data)
         flat = self._flat.get(scope)
         if flat is not None:
-            return self._encrypt_flat(scope, storage_key, data, sealed, flat)
-        jobs: list[_Job] = []
-        out = _plan(root, data, (), jobs)
-        if out is None:
-            return dict(data)
+            out = dict(data)
+            jobs: list[_Job] = []
+            for name, path in flat:
+                if name in data:
+                    jobs.append((out, name, path))
+        else:
+            jobs = []
+            planned = _plan(root, data, (), jobs)
+            if planned is None:
+                return dict(data)
+            out = planned
         kid = self._primary
         encrypt = self._keys._ciphers[kid].encrypt
         head = self._head
         ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(kid, storage_key, scope)
-        pending: list[tuple[dict[str, Any], str, tuple[str, ...], bytes]] = []
+        suffixes = self._suffixes
         for container, name, path in jobs:
-            try:
-                plaintext = _encode(container[name])
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise EncryptionError(
-                    f"cannot encrypt field {_show(scope, path)!r} of {storage_key!r}: a "
-                    f"{type(container[name]).__name__} has no JSON form"
-                ) from exc
-            if sealed is not None:
-                kept = sealed.get(path)
-                if kept is not None and kept[0] == plaintext:
-                    container[name] = kept[1]
-                    continue
-            pending.append((container, name, path, plaintext))
-        if not pending:
-            return out
-        nonces = self._random(NONCE_SIZE * len(pending))
-        if len(nonces) != NONCE_SIZE * len(pending):
-            raise EncryptionError("the random source returned too few bytes")
-        offset = 0
-        for container, name, path, plaintext in pending:
-            nonce = nonces[offset : offset + NONCE_SIZE]
-            offset += NONCE_SIZE
-            box = nonce + encrypt(nonce, plaintext, ad_prefix + self._suffix(path))
-            envelope = {ENVELOPE_MARKER: head + _b2a(box, newline=False).decode("ascii")}
-            container[name] = envelope
-            if sealed is not None:
-                sealed[path] = (plaintext, envelope)
-        return out
-
-    def _encrypt_flat(
-        self,
-        scope: str,
-        storage_key: str,
-        data: dict[str, Any],
-        sealed: Sealed | None,
-        flat: tuple[tuple[str, tuple[str, ...], bytes], ...],
-    ) -> dict[str, Any]:
-        # encrypt_data for a scope whose declared fields are all top-level names: one pass, no job lists
-        out = dict(data)
-        encrypt = None
-        ad_prefix = b""
-        for name, path, suffix in flat:
-            if name not in out:
-                continue
-            value = out[name]
+            value = container[name]
             try:
                 plaintext = _encode(value)
             except (TypeError, ValueError, OverflowError) as exc:
@@ -441,20 +403,15 @@ class FieldEncryption:
             if sealed is not None:
                 kept = sealed.get(path)
                 if kept is not None and kept[0] == plaintext:
-                    out[name] = kept[1]
+                    container[name] = kept[1]
                     continue
-            if encrypt is None:
-                kid = self._primary
-                encrypt = self._keys._ciphers[kid].encrypt
-                ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(
-                    kid, storage_key, scope
-                )
             nonce = self._random(NONCE_SIZE)
             if len(nonce) != NONCE_SIZE:
                 raise EncryptionError("the random source returned too few bytes")
+            suffix = suffixes.get(path) or self._suffix(path)
             box = nonce + encrypt(nonce, plaintext, ad_prefix + suffix)
-            envelope = {ENVELOPE_MARKER: self._head + _b2a(box, newline=False).decode("ascii")}
-            out[name] = envelope
+            envelope = {ENVELOPE_MARKER: head + _b2a(box, newline=False).decode("ascii")}
+            container[name] = envelope
             if sealed is not None:
                 sealed[path] = (plaintext, envelope)
         return out
@@ -473,9 +430,13 @@ class FieldEncryption:
             return data
         flat = self._flat.get(scope)
         if flat is not None:
-            return self._decrypt_flat(scope, storage_key, data, sealed, flat)
-        found: list[_Job] = []
-        _visit(root, data, (), found)
+            found: list[_Job] = []
+            for name, path in flat:
+                if name in data:
+                    found.append((data, name, path))
+        else:
+            found = []
+            _visit(root, data, (), found)
         if not found:
             return data
         ring = self._keys
@@ -484,6 +445,7 @@ class FieldEncryption:
         skip = len(head)
         decrypt = ring._ciphers[primary].decrypt
         prefix: bytes | None = None
+        suffixes = self._suffixes
         for container, name, path in found:
             value = container[name]
             if type(value) is not dict or ENVELOPE_MARKER not in value:
@@ -495,10 +457,13 @@ class FieldEncryption:
             text = value[ENVELOPE_MARKER]
             if len(value) == 1 and type(text) is str and text.startswith(head):
                 if prefix is None:
-                    prefix = self._ad_prefix(primary, storage_key, scope)
+                    prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
+                        primary, storage_key, scope
+                    )
+                suffix = suffixes.get(path) or self._suffix(path)
                 try:
                     raw = _a2b(text[skip:], strict_mode=True)
-                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + self._suffix(path))
+                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix)
                     container[name] = _decode(plaintext)
                     if sealed is not None:
                         sealed[path] = (plaintext, value)
@@ -506,47 +471,6 @@ class FieldEncryption:
                 except (ValueError, InvalidTag, msgspec.DecodeError):
                     pass
             container[name] = self._open(value, scope, storage_key, path, ring)
-        return data
-
-    def _decrypt_flat(
-        self,
-        scope: str,
-        storage_key: str,
-        data: dict[str, Any],
-        sealed: Sealed | None,
-        flat: tuple[tuple[str, tuple[str, ...], bytes], ...],
-    ) -> dict[str, Any]:
-        # decrypt_data for a scope whose declared fields are all top-level names: one pass
-        head = self._head
-        prefix = b""
-        decrypt = None
-        for name, path, suffix in flat:
-            if name not in data:
-                continue
-            value = data[name]
-            if type(value) is not dict or ENVELOPE_MARKER not in value:
-                if self._allow_plaintext:
-                    continue
-                raise PlaintextFieldError(storage_key, _show(scope, path))
-            # the fast path is a well-formed envelope under the primary key; anything else goes to _open
-            text = value[ENVELOPE_MARKER]
-            if len(value) == 1 and type(text) is str and text.startswith(head):
-                if decrypt is None:
-                    primary = self._primary
-                    decrypt = self._keys._ciphers[primary].decrypt
-                    prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
-                        primary, storage_key, scope
-                    )
-                try:
-                    raw = _a2b(text[len(head) :], strict_mode=True)
-                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix)
-                    data[name] = _decode(plaintext)
-                    if sealed is not None:
-                        sealed[path] = (plaintext, value)
-                    continue
-                except (ValueError, InvalidTag, msgspec.DecodeError):
-                    pass
-            data[name] = self._open(value, scope, storage_key, path, self._keys)
         return data
 
     def _open(

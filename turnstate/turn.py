@@ -136,7 +136,7 @@ class Turn:
                     assert codec is not None
                     sealed = {}
                     data = codec.decrypt_data(name, key, data, sealed)
-                if token and seen.find(token) >= 0:
+                if token and SeenWindow.contains(seen, token):
                     self.duplicate = True
                 scope = ScopeState(name, key, data, guard)
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen, sealed))
