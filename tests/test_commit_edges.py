@@ -155,3 +155,23 @@ async def test_a_write_item_from_a_foreign_writer_is_merged_like_any_other(backe
         state.conversation.set("c", 3)
     async with manager.turn(message()) as state:
         assert state.conversation.to_dict() == {"a": 1, "b": 2, "c": 3}
+
+
+async def test_a_document_laid_out_in_another_member_order_is_compared_by_its_fields(
+    backend: Backend,
+) -> None:
+    storage = backend.open()
+    manager = StateManager(storage, dedupe=False)
+    async with manager.turn(message()) as state:
+        state.conversation.set("x", 0)
+    [key] = [k async for k in storage.list_keys("conversation/")]
+    # another writer put "meta" first; right after '{"v":1,"meta":' sits the text this turn will encode
+    foreign = b'{"v":1,"meta":{"x":1},"data":{}}'
+    await storage.write({key: WriteItem(foreign)})
+    async with manager.turn(message()) as state:
+        state.conversation.set("x", 1)
+    async with manager.turn(message()) as state:
+        assert state.conversation.to_dict() == {"x": 1}  # written, though its text followed that prefix
+    async with manager.turn(message()) as state:
+        state.conversation.set("x", 1)  # unchanged now: the canonical layout compares equal, no write
+    assert manager.stats["writes"] == 2

@@ -215,18 +215,19 @@ async def test_corrupt_document_raises_naming_the_key_and_other_conversations_wo
     async with manager.turn(message()) as state:
         state.conversation.set("count", 1)
     [key] = [k async for k in storage.list_keys("conversation/")]
-    for bad in (
-        b"not json",
-        b'{"v": 99, "data": {}}',
-        b'{"data": {}}',
-        b'{"v": 1, "data": [1]}',
+    for bad, why in (
+        (b"not json", "not a turnstate document"),
+        (b'{"v": 99, "data": {}}', "format version 99 is not supported"),
+        (b'{"data": {}}', "not a turnstate document"),
+        (b'{"v": 1, "data": [1]}', "'data' is not a JSON object"),
+        (b'{"v": 2, "data": [1]}', "format version 2 is not supported"),
         # the redelivery window is written back verbatim, so escapes, non-ASCII and non-strings are refused
-        b'{"v": 1, "data": {}, "seen": "|0123456789ab00abc\\u0022"}',
-        b'{"v": 1, "data": {}, "seen": "|0123456789ab00ab\xc3\xa9"}',
-        b'{"v": 1, "data": {}, "seen": 12}',
+        (b'{"v": 1, "data": {}, "seen": "|0123456789ab00abc\\u0022"}', "'seen'"),
+        (b'{"v": 1, "data": {}, "seen": "|0123456789ab00ab\xc3\xa9"}', "'seen'"),
+        (b'{"v": 1, "data": {}, "seen": 12}', "'seen'"),
     ):
         await storage.write({key: WriteItem(bad)})
-        with pytest.raises(CorruptDocumentError) as info:
+        with pytest.raises(CorruptDocumentError, match=why) as info:
             async with manager.turn(message()):
                 pass
         assert repr(key) in str(info.value)

@@ -13,7 +13,7 @@ version does not know are preserved.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -29,20 +29,28 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
     meta: dict[str, msgspec.Raw] = {}
 
 
+class _Stored(msgspec.Struct, forbid_unknown_fields=False, gc=False):
+    v: int
+    data: dict[str, Any]
+    seen: msgspec.Raw = msgspec.Raw(b"")
+    meta: dict[str, msgspec.Raw] = {}
+
+
+_stored_decoder = msgspec.json.Decoder(_Stored)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
 _PREFIX = b'{"v":1,"data":'
+_DATA_AT = len(_PREFIX)
+
+EMPTY = _PREFIX + b"{}}"
+"""The stored form of a document with no fields."""
 
 
 class Document(msgspec.Struct, gc=False):
-    """A decoded document: its fields, the exact bytes they were stored as, and its metadata.
-
-    Metadata entries stay encoded (``msgspec.Raw``) until someone needs one.
-    """
+    """A decoded document: its fields and its metadata (entries stay encoded until someone needs one)."""
 
     data: dict[str, Any]
-    data_bytes: bytes
     meta: dict[str, msgspec.Raw]
     seen: bytes
     """The redelivery window's characters, exactly as stored (ASCII, nothing to escape)."""
@@ -51,6 +59,23 @@ class Document(msgspec.Struct, gc=False):
 def decode(key: str, value: bytes) -> Document:
     """Decode stored bytes; raise CorruptDocumentError naming ``key`` if they are not our document."""
     try:
+        stored = _stored_decoder.decode(value)
+    except msgspec.DecodeError:
+        _diagnose(key, value)
+    if stored.v != FORMAT_VERSION:
+        _diagnose(key, value)
+    seen = bytes(stored.seen) if stored.seen else b""
+    if seen:
+        # kept as stored and written back verbatim, so it must be a plain string: no escapes, ASCII only
+        if seen[0] != 34 or seen.find(b"\\") >= 0 or not seen.isascii():
+            raise CorruptDocumentError(key, "'seen' (the redelivery window) is not a plain ASCII string")
+        seen = seen[1:-1]
+    return Document(stored.data, stored.meta, seen)
+
+
+def _diagnose(key: str, value: bytes) -> NoReturn:
+    """Raise the CorruptDocumentError that says what is wrong with ``value``: the slow, precise path."""
+    try:
         envelope = _envelope_decoder.decode(value)
     except msgspec.DecodeError as exc:
         raise CorruptDocumentError(key, f"not a turnstate document ({exc})") from exc
@@ -58,26 +83,20 @@ def decode(key: str, value: bytes) -> Document:
         raise CorruptDocumentError(
             key, f"format version {envelope.v} is not supported by this release (it reads {FORMAT_VERSION})"
         )
-    raw = bytes(envelope.data)
     try:
-        data = _data_decoder.decode(raw)
+        _data_decoder.decode(envelope.data)
     except msgspec.DecodeError as exc:
         raise CorruptDocumentError(key, f"'data' is not a JSON object ({exc})") from exc
-    seen = bytes(envelope.seen) if envelope.seen else b""
-    if seen:
-        # kept as stored and written back verbatim, so it must be a plain string: no escapes, ASCII only
-        if seen[0] != 34 or seen.find(b"\\") >= 0 or not seen.isascii():
-            raise CorruptDocumentError(key, "'seen' (the redelivery window) is not a plain ASCII string")
-        seen = seen[1:-1]
-    return Document(data, raw, envelope.meta, seen)
+    raise CorruptDocumentError(key, "not a turnstate document")
 
 
-def decode_data(key: str, data_bytes: bytes) -> dict[str, Any]:
-    """Decode fields previously produced by :func:`encode_data`."""
-    try:
-        return _data_decoder.decode(data_bytes)
-    except msgspec.DecodeError as exc:
-        raise CorruptDocumentError(key, f"'data' is not a JSON object ({exc})") from exc
+def holds(stored: bytes, data_bytes: bytes) -> bool:
+    """Whether the document ``stored`` (as :func:`encode` writes it) has exactly the fields ``data_bytes``.
+
+    A complete JSON object right after the prefix is the whole of ``data``, so a prefix test suffices; a
+    document laid out otherwise compares unequal, which costs at most one unneeded write.
+    """
+    return stored.startswith(data_bytes, _DATA_AT) and stored.startswith(_PREFIX)
 
 
 def encode_data(data: dict[str, Any]) -> bytes:

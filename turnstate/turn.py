@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnstate")
 
-_EMPTY = b"{}"
 _MAX_BACKOFF = 0.1
 _NO_META: dict[str, msgspec.Raw] = {}
 
@@ -70,6 +69,7 @@ class _Slot(msgspec.Struct, gc=False):
     key: str
     scope: ScopeState
     loaded: bytes
+    """The document as stored (or last written by this turn)."""
     etag: str | None
     meta: dict[str, msgspec.Raw]
     seen: bytes
@@ -127,10 +127,11 @@ class Turn:
             item = items.get(key)
             if item is None:
                 scope = ScopeState(name, key, {}, guard)
-                slots.append(_Slot(spec, key, scope, _EMPTY, None, _NO_META, b"", None))
+                slots.append(_Slot(spec, key, scope, document.EMPTY, None, _NO_META, b"", None))
             else:
-                doc = decode(key, item.value)
-                data, loaded, seen = doc.data, doc.data_bytes, doc.seen
+                loaded = item.value
+                doc = decode(key, loaded)
+                data, seen = doc.data, doc.seen
                 sealed: Sealed | None = None
                 if name in encrypted:
                     assert codec is not None
@@ -179,7 +180,9 @@ class Turn:
                     attempt,
                     extra={"keys": exc.keys, "attempt": attempt},
                 )
-                self._written([(s, d) for s, d in pending if s.key in exc.written], exc.written, seen)
+                self._written(
+                    [(s, d) for s, d in pending if s.key in exc.written], items, exc.written, seen
+                )
                 if (on_conflict or manager.on_conflict) == "raise":
                     raise
                 if attempt >= manager.max_commit_attempts:
@@ -204,7 +207,7 @@ class Turn:
                     return
                 attempt += 1
                 continue
-            self._written(pending, etags, seen)
+            self._written(pending, items, etags, seen)
             manager.stats.commits += 1
             manager.stats.writes += len(pending)
             return
@@ -226,12 +229,16 @@ class Turn:
 
     @staticmethod
     def _written(
-        done: list[tuple[_Slot, bytes]], etags: Mapping[str, str], seen: Mapping[str, bytes]
+        done: list[tuple[_Slot, bytes]],
+        items: Mapping[str, WriteItem],
+        etags: Mapping[str, str],
+        seen: Mapping[str, bytes],
     ) -> None:
-        for slot, data_bytes in done:
-            slot.loaded = data_bytes
-            slot.etag = etags[slot.key]
-            slot.seen = seen[slot.key]
+        for slot, _ in done:
+            key = slot.key
+            slot.loaded = items[key].value
+            slot.etag = etags[key]
+            slot.seen = seen[key]
 
     async def _rebase(self, slots: list[_Slot]) -> None:
         """Re-read conflicting scopes and merge this turn's changes onto what is stored now."""
@@ -247,10 +254,10 @@ class Turn:
             sealed: Sealed | None = None
             if item is None:
                 theirs: dict[str, Any] = {}
-                theirs_bytes, etag = _EMPTY, None
+                theirs_bytes, etag = document.EMPTY, None
             else:
                 doc = document.decode(slot.key, item.value)
-                theirs, theirs_bytes, etag = doc.data, doc.data_bytes, item.etag
+                theirs, theirs_bytes, etag = doc.data, item.value, item.etag
                 if codec is not None and slot.spec.name in codec.scopes:
                     sealed = {}
                     theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs, sealed)
@@ -262,7 +269,7 @@ class Turn:
                     extra={"activity_id": self.activity_id},
                 )
                 raise DuplicateActivityError(self.activity_id or "", slot.key)
-            base = document.decode_data(slot.key, slot.loaded)
+            base = document.decode(slot.key, slot.loaded).data
             if codec is not None and slot.spec.name in codec.scopes:
                 base = codec.decrypt_data(slot.spec.name, slot.key, base)
             result = merge(
@@ -303,6 +310,7 @@ class Turn:
 def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[tuple[_Slot, bytes]]:
     """Each touched slot whose fields, encoded as they would be stored, differ from the stored bytes."""
     encode = document.encode_data
+    holds = document.holds
     pending = []
     for slot in slots:
         scope = slot.scope
@@ -316,6 +324,6 @@ def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[tuple[_Sl
             if slot.sealed is None:
                 slot.sealed = {}
             data_bytes = encode(codec.encrypt_data(slot.spec.name, slot.key, scope._data, slot.sealed))
-        if data_bytes != slot.loaded:
+        if not holds(slot.loaded, data_bytes):
             pending.append((slot, data_bytes))
     return pending
