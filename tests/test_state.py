@@ -118,6 +118,7 @@ async def test_typed_get_of_struct_with_missing_field(manager: StateManager) -> 
         (object(), "object"),
         (float("nan"), "nan"),
         ({"a": [1, float("inf")]}, "inf"),
+        ({"a": (1.0, float("nan"))}, "nan"),
         (lambda: 1, "function"),
         ({"nested": {"bad": object()}}, "object"),
     ],
@@ -144,6 +145,19 @@ async def test_set_copies_containers(manager: StateManager) -> None:
         state.user.set("prefs", prefs)
         prefs["language"] = "fr"
         assert state.user.get("prefs") == {"language": "en"}
+
+
+async def test_a_tuple_is_stored_and_read_back_as_a_list_in_this_turn_and_the_next(
+    manager: StateManager,
+) -> None:
+    async with manager.turn(message()) as state:
+        state.user.set("pair", (1, (2, 3)))
+        state.user.set("nested", {"pairs": [("a", 1)]})
+        assert state.user.get("pair") == [1, [2, 3]]  # what decoding the stored JSON gives
+        assert state.user.get("nested") == {"pairs": [["a", 1]]}
+    async with manager.turn(message()) as state:
+        assert state.user.get("pair") == [1, [2, 3]]
+        assert state.user.get("nested") == {"pairs": [["a", 1]]}
 
 
 async def test_in_place_edits_of_got_values_are_committed(manager: StateManager) -> None:

@@ -30,21 +30,30 @@ def _describe(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
 
-def _check_finite(value: Any, scope: str, path: str) -> None:
-    if type(value) is float:
+def _as_decoded(value: Any, scope: str, path: str) -> Any:
+    """``value`` (fresh from msgspec.to_builtins) exactly as decoding its JSON would give it back: tuples
+    become lists; a non-finite float, which JSON cannot hold, raises StateValueError."""
+    cls = value.__class__
+    if cls is float:
         if not math.isfinite(value):
             where = f"{scope}.{path}"
             raise StateValueError(where, f"{value!r} has no JSON form; store None or a string instead")
-    elif type(value) is dict:
-        for item in value.values():
-            _check_finite(item, scope, path)
-    elif type(value) is list:
-        for item in value:
-            _check_finite(item, scope, path)
+    elif cls is dict:
+        for name, item in value.items():
+            value[name] = _as_decoded(item, scope, path)
+    elif cls is list:
+        for i, item in enumerate(value):
+            value[i] = _as_decoded(item, scope, path)
+    elif cls is tuple:
+        return [_as_decoded(item, scope, path) for item in value]
+    return value
 
 
 def to_storable(value: Any, scope: str, path: str) -> Any:
-    """Convert a value to its JSON form (dict, list, str, int, float, bool, None) or raise StateValueError."""
+    """Convert a value to its JSON form (dict, list, str, int, float, bool, None) or raise StateValueError.
+
+    The result equals what decoding the stored JSON gives back, so this turn sees what the next one will.
+    """
     cls = value.__class__
     if cls is str or cls is int or cls is bool or value is None:
         return value
@@ -53,8 +62,7 @@ def to_storable(value: Any, scope: str, path: str) -> Any:
     except (TypeError, ValueError, OverflowError) as exc:
         where = f"{scope}.{path}"
         raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc
-    _check_finite(stored, scope, path)
-    return stored
+    return _as_decoded(stored, scope, path)
 
 
 class ScopeState:
@@ -64,7 +72,7 @@ class ScopeState:
     when set; changes reach storage only when the turn commits.
     """
 
-    __slots__ = ("_closed", "_data", "_deltas", "_guard", "_touched", "key", "name")
+    __slots__ = ("_closed", "_data", "_deltas", "_exact", "_guard", "_touched", "key", "name")
 
     def __init__(
         self, name: str, key: str | None, data: dict[str, Any], guard: ValueGuard | None = None
@@ -77,6 +85,9 @@ class ScopeState:
         self._guard = guard
         # False until something may have changed the data: a write, or handing out a live object or list
         self._touched = False
+        # False once the data may hold something other than what decoding its JSON gives: a live object or
+        # list was handed out for in-place edits, or a merge placed values from a custom policy
+        self._exact = True
 
     def __repr__(self) -> str:
         fields = ", ".join(sorted(self._data)) if not self._closed else "closed"
@@ -130,6 +141,7 @@ class ScopeState:
         cls = value.__class__
         if cls is dict or cls is list:
             self._touched = True  # the caller may edit it in place
+            self._exact = False
         if type is None:
             return value
         if cls is type and (cls is int or cls is str or cls is dict or cls is list or cls is bool):

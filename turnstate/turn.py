@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from turnstate import document
-from turnstate.crypto import Sealed
+from turnstate.crypto import FieldEncryption, Sealed
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     DuplicateActivityError,
@@ -74,6 +74,10 @@ class _Slot(msgspec.Struct, gc=False):
     meta: dict[str, msgspec.Raw]
     seen: bytes
     sealed: Sealed | None
+
+
+_Pending = tuple[_Slot, bytes, dict[str, Any]]
+"""A scope to write: its slot, its encoded fields, and the fields in their stored form."""
 
 
 class Turn:
@@ -121,7 +125,7 @@ class Turn:
         encrypted = codec.scopes if codec is not None else ()
         guard = manager.guard
         slots = self._slots
-        decode = document.decode
+        decode = document.decode if manager.documents is None else manager.documents.decode
         for spec, key in plan.wanted:
             name = spec.name
             item = items.get(key)
@@ -180,9 +184,7 @@ class Turn:
                     attempt,
                     extra={"keys": exc.keys, "attempt": attempt},
                 )
-                self._written(
-                    [(s, d) for s, d in pending if s.key in exc.written], items, exc.written, seen
-                )
+                self._written([p for p in pending if p[0].key in exc.written], items, exc.written, seen)
                 if (on_conflict or manager.on_conflict) == "raise":
                     raise
                 if attempt >= manager.max_commit_attempts:
@@ -200,7 +202,7 @@ class Turn:
                     await asyncio.sleep(
                         random.uniform(0, min(manager.backoff * 2 ** (attempt - 2), _MAX_BACKOFF))
                     )
-                unwritten = [slot for slot, _ in pending if slot.key not in exc.written]
+                unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
                 await self._rebase([slot for slot in unwritten if slot.key in exc.keys])
                 pending = _pending(unwritten, manager.codec)
                 if not pending:
@@ -212,29 +214,40 @@ class Turn:
             manager.stats.writes += len(pending)
             return
 
-    def _items(self, pending: list[tuple[_Slot, bytes]]) -> tuple[dict[str, WriteItem], dict[str, bytes]]:
+    def _items(self, pending: list[_Pending]) -> tuple[dict[str, WriteItem], dict[str, bytes]]:
         """The write batch for ``pending``, and the redelivery window each document will hold."""
         manager = self._manager
         window = manager.window if self._token else None
         now = time.time()
         encode = document.encode
+        documents = manager.documents
+        codec = manager.codec
         items: dict[str, WriteItem] = {}
         seen: dict[str, bytes] = {}
-        for slot, data_bytes in pending:
+        for slot, data_bytes, stored in pending:
             key = slot.key
             window_text = slot.seen if window is None else window.remember(slot.seen, self._token, now)
             seen[key] = window_text
-            items[key] = WriteItem(encode(data_bytes, slot.meta, window_text), slot.etag, slot.spec.ttl)
+            value = encode(data_bytes, slot.meta, window_text)
+            items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
+            # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
+            # only data known to be in its decoded form qualifies (a custom codec's output is not known)
+            if (
+                documents is not None
+                and slot.scope._exact
+                and (slot.sealed is None or type(codec) is FieldEncryption)
+            ):
+                documents.keep(key, value, stored, slot.meta, window_text, data_bytes)
         return items, seen
 
     @staticmethod
     def _written(
-        done: list[tuple[_Slot, bytes]],
+        done: list[_Pending],
         items: Mapping[str, WriteItem],
         etags: Mapping[str, str],
         seen: Mapping[str, bytes],
     ) -> None:
-        for slot, _ in done:
+        for slot, _, _ in done:
             key = slot.key
             slot.loaded = items[key].value
             slot.etag = etags[key]
@@ -291,6 +304,7 @@ class Turn:
             slot.scope._data.clear()
             slot.scope._data.update(data)
             slot.scope._touched = True
+            slot.scope._exact = False  # a merge function may have returned any value
             slot.loaded, slot.etag = theirs_bytes, etag
             slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (_NO_META, b"")
 
@@ -307,8 +321,9 @@ class Turn:
             self.state._close()
 
 
-def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[tuple[_Slot, bytes]]:
-    """Each touched slot whose fields, encoded as they would be stored, differ from the stored bytes."""
+def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]:
+    """Each touched slot whose fields, encoded as they would be stored, differ from the stored bytes; with
+    those bytes and the fields in their stored form."""
     encode = document.encode_data
     holds = document.holds
     pending = []
@@ -317,13 +332,14 @@ def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[tuple[_Sl
         if not scope._touched:
             continue  # nothing was written to it and nothing mutable was handed out
         if codec is None or slot.spec.name not in codec.scopes:
-            data_bytes = encode(scope._data)
+            stored = scope._data
         else:
             # encrypted fields whose value did not change keep their stored envelope, so an unchanged
             # document encodes to exactly the stored bytes
             if slot.sealed is None:
                 slot.sealed = {}
-            data_bytes = encode(codec.encrypt_data(slot.spec.name, slot.key, scope._data, slot.sealed))
+            stored = codec.encrypt_data(slot.spec.name, slot.key, scope._data, slot.sealed)
+        data_bytes = encode(stored)
         if not holds(slot.loaded, data_bytes):
-            pending.append((slot, data_bytes))
+            pending.append((slot, data_bytes, stored))
     return pending

@@ -1,0 +1,158 @@
+"""The decoded-document cache: copies that cannot leak into each other, and bytes as the only truth."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.activities import message
+from tests.backends import Backend
+from turnstate import CorruptDocumentError, MemoryStorage, StateManager
+from turnstate.cache import DocumentCache
+from turnstate.document import decode, encode, encode_data
+from turnstate.keyring import KeyRing
+
+
+def stored(data: dict[str, Any], seen: bytes = b"") -> bytes:
+    return encode(encode_data(data), None, seen)
+
+
+def test_a_hit_is_an_equal_copy_whose_objects_and_lists_are_its_own() -> None:
+    cache = DocumentCache(8)
+    value = stored({"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}, b"|0123456789ab00000a")
+    first = cache.decode("k", value)
+    second = cache.decode("k", value)
+    assert second.data == first.data == decode("k", value).data
+    assert second.seen == b"|0123456789ab00000a"
+    second.data["profile"]["tags"].append("b")
+    second.data["items"][0]["x"] = 2
+    second.data["n"] = 2
+    assert cache.decode("k", value).data == {"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}
+
+
+def test_bytes_that_differ_in_any_way_are_decoded_afresh() -> None:
+    cache = DocumentCache(8)
+    cache.decode("k", stored({"n": 1}))
+    assert cache.decode("k", stored({"n": 2})).data == {"n": 2}
+    assert cache.decode("k", bytes(stored({"n": 2}))).data == {"n": 2}  # equal bytes, another object
+
+
+def test_kept_data_is_copied_so_later_changes_do_not_reach_it() -> None:
+    cache = DocumentCache(8)
+    for data_bytes in (None, encode_data({"n": 1, "l": [1]})):
+        data: dict[str, Any] = {"n": 1, "l": [1]}
+        value = stored(data)
+        cache.keep("k", value, data, {}, b"", data_bytes)
+        data["n"] = 2
+        data["l"].append(2)
+        assert cache.decode("k", value).data == {"n": 1, "l": [1]}
+
+
+def test_flat_documents_found_from_their_bytes_are_copied_too() -> None:
+    cache = DocumentCache(8)
+    data = {"a": "text with { and [ inside", "b": 1}
+    value = stored(data)
+    cache.keep("k", value, data, {}, b"", encode_data(data))
+    copy = cache.decode("k", value)
+    copy.data["a"] = "changed"
+    assert cache.decode("k", value).data == {"a": "text with { and [ inside", "b": 1}
+
+
+def test_the_oldest_kept_document_goes_first_past_the_size() -> None:
+    cache = DocumentCache(2)
+    for key in ("a", "b", "c"):
+        cache.decode(key, stored({"key": key}))
+    assert len(cache) == 2
+    cache.keep("b", stored({"key": "b2"}), {"key": "b2"}, {}, b"")  # rewritten: now the newest
+    cache.decode("d", stored({"key": "d"}))
+    assert len(cache) == 2
+    assert cache.decode("b", stored({"key": "b2"})).data == {"key": "b2"}
+    with pytest.raises(ValueError, match="at least 1"):
+        DocumentCache(0)
+
+
+def test_corrupt_bytes_raise_and_are_not_kept() -> None:
+    cache = DocumentCache(8)
+    with pytest.raises(CorruptDocumentError, match="'k'"):
+        cache.decode("k", b"not json")
+    assert len(cache) == 0
+
+
+async def test_a_write_from_another_process_is_seen_by_the_next_turn(shared_backend: Backend) -> None:
+    here, there = StateManager(shared_backend.open()), StateManager(shared_backend.open())
+    async with here.turn(message()) as state:
+        state.conversation.set("owner", "ann")
+    async with there.turn(message()) as state:
+        state.conversation.set("owner", "bob")
+    async with here.turn(message()) as state:
+        assert state.conversation.get("owner") == "bob"
+
+
+async def test_a_failed_turns_in_place_edits_do_not_reach_the_next_turn() -> None:
+    manager = StateManager(MemoryStorage())
+    async with manager.turn(message()) as state:
+        state.user.set("profile", {"tags": ["a"], "name": "Ann"})
+    with pytest.raises(RuntimeError):
+        async with manager.turn(message()) as state:
+            profile = state.user.get("profile")
+            profile["tags"].append("b")
+            profile["name"] = "Bob"
+            raise RuntimeError("the handler failed")
+    async with manager.turn(message()) as state:
+        assert state.user.get("profile") == {"tags": ["a"], "name": "Ann"}
+
+
+async def test_in_place_edits_are_read_back_in_their_stored_form() -> None:
+    manager = StateManager(MemoryStorage())
+    async with manager.turn(message()) as state:
+        state.conversation.set("items", [1])
+    async with manager.turn(message()) as state:
+        items = state.conversation.get("items")
+        items.append((2, 3))  # a tuple, put in place: stored as a JSON array
+    items.append(99)  # after the turn: not stored, and not to be seen by any later turn
+    async with manager.turn(message()) as state:
+        assert state.conversation.get("items") == [1, [2, 3]]
+
+
+async def test_a_merge_functions_result_is_read_back_in_its_stored_form() -> None:
+    storage = MemoryStorage()
+    options: dict[str, Any] = {"merge": {"conversation.pair": lambda base, ours, theirs: (ours, theirs)}}
+    a, b = StateManager(storage, **options), StateManager(storage, **options)
+    both_loaded = asyncio.Barrier(2)
+
+    async def turn(manager: StateManager, value: int) -> None:
+        async with manager.turn(message()) as state:
+            await both_loaded.wait()
+            state.conversation.set("pair", value)
+
+    await asyncio.gather(turn(a, 1), turn(b, 2))
+    for manager in (a, b):
+        async with manager.turn(message()) as state:
+            pair = state.conversation.get("pair")
+            assert isinstance(pair, list) and sorted(pair) == [1, 2]
+
+
+async def test_encrypted_fields_stay_encrypted_in_the_cache() -> None:
+    manager = StateManager(MemoryStorage(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}))
+    async with manager.turn(message()) as state:
+        state.user.set("email", "ann@contoso.example")
+    async with manager.turn(message()) as state:
+        assert state.user.get("email") == "ann@contoso.example"  # a hit, decrypted for the turn
+        state.user.set("n", 1)
+    assert manager.documents is not None and len(manager.documents) == 1  # the user document
+    kept = msgspec.json.encode(manager.documents._entries)  # everything the cache holds
+    assert b"ann@contoso" not in kept and b'"$enc"' in kept
+
+
+async def test_the_cache_can_be_turned_off() -> None:
+    manager = StateManager(MemoryStorage(), document_cache=0)
+    assert manager.documents is None
+    async with manager.turn(message()) as state:
+        state.conversation.incr("count")
+    async with manager.turn(message()) as state:
+        assert state.conversation.get("count") == 1
+    with pytest.raises(ValueError, match="document_cache"):
+        StateManager(MemoryStorage(), document_cache=-1)

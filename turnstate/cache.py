@@ -1,0 +1,101 @@
+"""Recently used documents, kept decoded and reused while their stored bytes stay the same.
+
+Decoding a document's JSON is the largest part of loading a turn, and a bot usually handles several turns
+of the same conversation and user in a row. So the engine keeps the decoded form of the documents it has
+recently loaded or written, under their storage key together with the exact bytes they decode from. A load
+whose bytes differ in any way (another process wrote, the document expired and was recreated) decodes
+afresh. Every turn gets its own copy: objects and lists are copied, the immutable leaves (str, int, float,
+bool, None) are shared.
+
+Entries hold documents in their stored form, so encrypted fields stay encrypted in memory between turns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from turnstate.document import Document, decode
+
+
+class _Entry(msgspec.Struct, gc=False):
+    value: bytes
+    data: dict[str, Any]
+    nested: tuple[str, ...]
+    """The fields holding an object or a list: the ones a copy must copy further."""
+    meta: dict[str, msgspec.Raw]
+    seen: bytes
+
+
+def _copy(value: Any) -> Any:
+    if value.__class__ is dict:
+        return {name: _copy(item) for name, item in value.items()}
+    if value.__class__ is list:
+        return [_copy(item) for item in value]
+    return value
+
+
+class DocumentCache:
+    """Decoded documents by storage key, at most ``size`` of them (the oldest written go first)."""
+
+    __slots__ = ("_entries", "size")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"the document cache must hold at least 1 document, got {size!r}")
+        self.size = size
+        self._entries: dict[str, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def decode(self, key: str, value: bytes) -> Document:
+        """The document stored as ``value`` under ``key``: a copy of the kept one if the bytes are the
+        same, else freshly decoded (and kept). Raises CorruptDocumentError like
+        :func:`turnstate.document.decode`."""
+        entry = self._entries.get(key)
+        if entry is not None and (entry.value is value or entry.value == value):
+            data = entry.data.copy()
+            for name in entry.nested:
+                data[name] = _copy(data[name])
+            return Document(data, entry.meta, entry.seen)
+        doc = decode(key, value)
+        self.keep(key, value, doc.data, doc.meta, doc.seen)
+        return doc
+
+    def keep(
+        self,
+        key: str,
+        value: bytes,
+        data: dict[str, Any],
+        meta: dict[str, msgspec.Raw],
+        seen: bytes,
+        data_bytes: bytes | None = None,
+    ) -> None:
+        """Remember that ``value`` decodes to ``data`` (copied, so the caller may go on changing it).
+
+        ``data`` must be exactly what decoding ``value`` gives: plain JSON values, no tuples or objects.
+        ``data_bytes``, the encoded fields if at hand, lets a document without objects or lists skip a walk.
+        """
+        entries = self._entries
+        if entries.pop(key, None) is None and len(entries) >= self.size:
+            del entries[next(iter(entries))]
+        if data_bytes is not None and data_bytes.find(b"{", 1) < 0 and data_bytes.find(b"[") < 0:
+            entries[key] = _Entry(value, data.copy(), (), meta, seen)
+            return
+        copy = data.copy()
+        nested = []
+        for name, item in data.items():
+            cls = type(item)
+            if cls is dict or cls is list:
+                copy[name] = _copy(item)
+                nested.append(name)
+        entries[key] = _Entry(value, copy, tuple(nested), meta, seen)
+
+    def forget(self, key: str) -> None:
+        """Drop what is kept for ``key``."""
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
