@@ -12,7 +12,7 @@ version does not know are preserved.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import msgspec
@@ -40,6 +40,7 @@ _stored_decoder = msgspec.json.Decoder(_Stored)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 _PREFIX = b'{"v":1,"data":'
 _DATA_AT = len(_PREFIX)
 
@@ -90,18 +91,20 @@ def _diagnose(key: str, value: bytes) -> NoReturn:
     raise CorruptDocumentError(key, "not a turnstate document")
 
 
-def holds(stored: bytes, data_bytes: bytes) -> bool:
-    """Whether the document ``stored`` (as :func:`encode` writes it) has exactly the fields ``data_bytes``.
+def changed_fields(stored: bytes, data: dict[str, Any]) -> bytes | None:
+    """``data`` encoded as a document's fields, or None if the document ``stored`` holds exactly those.
 
     A complete JSON object right after the prefix is the whole of ``data``, so a prefix test suffices; a
-    document laid out otherwise compares unequal, which costs at most one unneeded write.
+    document laid out otherwise than :func:`encode` lays it out compares unequal (one unneeded write).
     """
-    return stored.startswith(data_bytes, _DATA_AT) and stored.startswith(_PREFIX)
+    data_bytes = _encode(data)
+    if stored.startswith(data_bytes, _DATA_AT) and stored.startswith(_PREFIX):
+        return None
+    return data_bytes
 
 
-def encode_data(data: dict[str, Any]) -> bytes:
-    """Encode a scope's fields; equal data encodes to equal bytes."""
-    return _encoder.encode(data)
+encode_data: Callable[[Any], bytes] = _encoder.encode
+"""Encode a scope's fields; equal data encodes to equal bytes."""
 
 
 def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None, seen: bytes = b"") -> bytes:

@@ -324,8 +324,7 @@ class Turn:
 def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]:
     """Each touched slot whose fields, encoded as they would be stored, differ from the stored bytes; with
     those bytes and the fields in their stored form."""
-    encode = document.encode_data
-    holds = document.holds
+    changed = document.changed_fields
     pending = []
     for slot in slots:
         scope = slot.scope
@@ -339,7 +338,7 @@ def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]
             if slot.sealed is None:
                 slot.sealed = {}
             stored = codec.encrypt_data(slot.spec.name, slot.key, scope._data, slot.sealed)
-        data_bytes = encode(stored)
-        if not holds(slot.loaded, data_bytes):
+        data_bytes = changed(slot.loaded, stored)
+        if data_bytes is not None:
             pending.append((slot, data_bytes, stored))
     return pending
