@@ -59,6 +59,11 @@ def test_tokens_are_fixed_width_and_json_plain(activity_id: str) -> None:
     assert all(c in b"0123456789abcdef" for c in token[1:])
 
 
+def test_ids_with_a_lone_surrogate_have_their_own_tokens() -> None:
+    tokens = {SeenWindow.token(i) for i in ("a\ud800", "a\udc00", "a", "a\ud800b")}
+    assert len(tokens) == 4 and all(len(t) == 13 for t in tokens)
+
+
 def test_invalid_windows() -> None:
     with pytest.raises(ValueError):
         SeenWindow(0)

@@ -17,6 +17,7 @@ from hashlib import blake2b
 
 _RECORD = 19  # "|" + 12 digest characters + 6 time characters
 _DIGEST = 13  # length of "|" + digest
+_HASHER = blake2b(digest_size=6)
 
 
 def _base36(n: int) -> bytes:
@@ -53,7 +54,13 @@ class SeenWindow:
     @staticmethod
     def token(activity_id: str) -> bytes:
         """The ``|``-prefixed digest under which ``activity_id`` is recorded."""
-        return b"|" + hexlify(blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=6).digest())
+        try:
+            raw = activity_id.encode()
+        except UnicodeEncodeError:  # a lone surrogate; the common case above skips the error handler's cost
+            raw = activity_id.encode("utf-8", "surrogatepass")
+        hasher = _HASHER.copy()  # cheaper than a new hasher, whose digest_size keyword costs more
+        hasher.update(raw)
+        return b"|" + hexlify(hasher.digest())
 
     @staticmethod
     def contains(seen: bytes, token: bytes) -> bool:

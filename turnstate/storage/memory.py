@@ -80,15 +80,14 @@ class MemoryStorage(Storage):
         if not items:
             return {}
         now = self._clock()
-        etags: dict[str, str] = {}
         with self._lock:
             data = self._data
             failed: list[str] = []
             for key, item in items.items():
                 if (
-                    key.__class__ is not str
+                    item.__class__ is not WriteItem
+                    or key.__class__ is not str
                     or not key
-                    or item.__class__ is not WriteItem
                     or (item.ttl is not None and not item.ttl > 0)
                 ):
                     check_write(items)  # raises, naming the key
@@ -96,15 +95,18 @@ class MemoryStorage(Storage):
                 if match == ANY_ETAG:
                     continue
                 entry = data.get(key)
-                if entry is not None and entry[1] is not None and entry[1] <= now:
-                    entry = None
-                if entry is not None if match is None else entry is None or entry[0].etag != match:
-                    failed.append(key)
+                if entry is None or (entry[1] is not None and entry[1] <= now):
+                    if match is None:
+                        continue
+                elif match is not None and entry[0].etag == match:
+                    continue
+                failed.append(key)
             if failed:
                 raise PreconditionFailedError(failed)
-            prefix, counter, limit = self._etag_prefix, self._counter, self._max_entries
+            # one new ETag for the batch: every key it writes gets a value no earlier write of it had
+            etag = f"{self._etag_prefix}{next(self._counter)}"
+            limit = self._max_entries
             for key, item in items.items():
-                etag = f"{prefix}{next(counter)}"
                 value, ttl = item.value, item.ttl
                 data[key] = (
                     StoredItem(value if value.__class__ is bytes else bytes(value), etag),
@@ -112,7 +114,6 @@ class MemoryStorage(Storage):
                 )
                 if limit is not None:
                     data.move_to_end(key)
-                etags[key] = etag
             if limit is not None:
                 while len(data) > limit:
                     data.popitem(last=False)
@@ -120,7 +121,7 @@ class MemoryStorage(Storage):
             # a sweep walks every entry, so sweeping once per len(data) writes keeps writes O(1) amortized
             if self._writes_since_sweep >= max(self._SWEEP_EVERY, len(data)):
                 self._sweep(now)
-        return etags
+        return dict.fromkeys(items, etag)
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)
