@@ -255,6 +255,25 @@ async def test_state_after_the_turn_raises_turn_closed(manager: StateManager) ->
         state.temp.get("x")
 
 
+async def test_temp_is_one_scope_per_turn_reachable_every_way(manager: StateManager) -> None:
+    async with manager.turn(message()) as state:
+        assert state.scope_names == ("conversation", "user", "private", "temp")
+        state.set_value("a", 1)
+        state.set_value("temp.b", 2)
+        assert state.scope("temp") is state.temp
+        assert state.temp.to_dict() == {"a": 1, "b": 2}
+        assert state.scope_names == ("conversation", "user", "private", "temp")
+        assert "temp" in repr(state)
+    with pytest.raises(TurnClosedError):
+        state.get_value("a")
+    async with manager.turn(message()) as state:
+        assert state.get_value("temp.a") is None  # a new turn, a new temp scope
+    with pytest.raises(TurnClosedError):
+        state.temp.set("late", 1)
+    with pytest.raises(TurnClosedError):
+        state.set_value("late", 1)
+
+
 async def test_missing_ids_make_only_that_scope_unavailable() -> None:
     manager = StateManager(MemoryStorage())
     async with manager.turn(message(user=None)) as state:

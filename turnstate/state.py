@@ -247,6 +247,10 @@ class TempScope(ScopeState):
         return dict(self._data)
 
 
+_CLOSED_TEMP = TempScope(TEMP, None, {})
+_CLOSED_TEMP._closed = True  # stands in for the temp scope of a turn that ended without using it
+
+
 class UnavailableScope(ScopeState):
     """A scope that cannot be used this turn: the activity lacks its id (MissingIdError on every use),
     or, with ``missing=None``, the scope was not enabled (UnknownScopeError)."""
@@ -276,12 +280,11 @@ class TurnState:
     a single-segment path (``"foo"``) is ``temp.foo``.
     """
 
-    __slots__ = ("_saver", "_scopes", "activity_id", "conversation", "private", "temp", "user")
+    __slots__ = ("_saver", "_scopes", "_temp", "activity_id", "conversation", "private", "user")
 
     conversation: ScopeState
     user: ScopeState
     private: ScopeState
-    temp: ScopeState
 
     def __init__(
         self,
@@ -295,7 +298,14 @@ class TurnState:
         self.conversation = scopes["conversation"]
         self.user = scopes["user"]
         self.private = scopes["private"]
-        self.temp = scopes[TEMP]
+        self._temp: ScopeState | None = scopes.get(TEMP)  # made on first use: most turns never use it
+
+    @property
+    def temp(self) -> ScopeState:
+        temp = self._temp
+        if temp is None:
+            temp = self._temp = self._scopes[TEMP] = TempScope(TEMP, None, {})
+        return temp
 
     def __getattr__(self, name: str) -> ScopeState:
         scopes = object.__getattribute__(self, "_scopes")
@@ -307,18 +317,20 @@ class TurnState:
             ) from None
 
     def __repr__(self) -> str:
-        return f"<TurnState scopes=[{', '.join(self._scopes)}]>"
+        return f"<TurnState scopes=[{', '.join(self.scope_names)}]>"
 
     @property
     def scope_names(self) -> tuple[str, ...]:
-        return tuple(self._scopes)
+        return tuple(self._scopes) if self._temp is not None else (*self._scopes, TEMP)
 
     def scope(self, name: str) -> ScopeState:
         """The scope called ``name``; UnknownScopeError if none is registered."""
         try:
             return self._scopes[name]
         except KeyError:
-            raise UnknownScopeError(name, self._scopes) from None
+            if name == TEMP:
+                return self.temp
+            raise UnknownScopeError(name, self.scope_names) from None
 
     def _split(self, path: str) -> tuple[ScopeState, str]:
         head, sep, rest = path.partition(".")
@@ -332,7 +344,10 @@ class TurnState:
             head, rest = parts[0], join(*parts[1:])
         scope = self._scopes.get(head)
         if scope is None:
-            raise UnknownScopeError(head, self._scopes, path)
+            if head == TEMP:
+                scope = self.temp
+            else:
+                raise UnknownScopeError(head, self.scope_names, path)
         if not rest:
             raise PathError(path, "names a scope but no field; add a field name after the dot")
         return scope, rest
@@ -359,6 +374,8 @@ class TurnState:
 
     def _close(self) -> None:
         self._saver = None  # also breaks the turn <-> state reference cycle, so both free at once
+        if self._temp is None:
+            self._temp = _CLOSED_TEMP
         for scope in self._scopes.values():
             scope._closed = True
 

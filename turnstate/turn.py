@@ -49,8 +49,8 @@ from turnstate.errors import (
 from turnstate.keys import ids_of
 from turnstate.merge import merge
 from turnstate.redelivery import SeenWindow
-from turnstate.scopes import TEMP, ScopeSpec
-from turnstate.state import ScopeState, TempScope, TurnState
+from turnstate.scopes import ScopeSpec
+from turnstate.state import ScopeState, TurnState
 from turnstate.storage.base import WriteItem
 
 if TYPE_CHECKING:
@@ -146,7 +146,6 @@ class Turn:
                 scope = ScopeState(name, key, data, guard)
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen, sealed))
             scopes[name] = scope
-        scopes[TEMP] = TempScope(TEMP, None, {})
         manager.stats.turns += 1
         if self.duplicate:
             manager.stats.duplicates += 1
