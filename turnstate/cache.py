@@ -18,14 +18,9 @@ import msgspec
 
 from turnstate.document import Document, decode
 
-
-class _Entry(msgspec.Struct, gc=False):
-    value: bytes
-    data: dict[str, Any]
-    nested: tuple[str, ...]
-    """The fields holding an object or a list: the ones a copy must copy further."""
-    meta: dict[str, msgspec.Raw]
-    seen: bytes
+_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], dict[str, msgspec.Raw], bytes]
+"""(stored bytes, data, the fields holding an object or a list, meta, seen): a plain tuple, the cheapest
+to build and to unpack."""
 
 
 def _copy(value: Any) -> Any:
@@ -55,11 +50,12 @@ class DocumentCache:
         same, else freshly decoded (and kept). Raises CorruptDocumentError like
         :func:`turnstate.document.decode`."""
         entry = self._entries.get(key)
-        if entry is not None and (entry.value is value or entry.value == value):
-            data = entry.data.copy()
-            for name in entry.nested:
+        if entry is not None and (entry[0] is value or entry[0] == value):
+            _, kept, nested, meta, seen = entry
+            data = kept.copy()
+            for name in nested:
                 data[name] = _copy(data[name])
-            return Document(data, entry.meta, entry.seen)
+            return Document(data, meta, seen)
         doc = decode(key, value)
         self.keep(key, value, doc.data, doc.meta, doc.seen)
         return doc
@@ -82,7 +78,7 @@ class DocumentCache:
         if entries.pop(key, None) is None and len(entries) >= self.size:
             del entries[next(iter(entries))]
         if data_bytes is not None and data_bytes.find(b"{", 1) < 0 and data_bytes.find(b"[") < 0:
-            entries[key] = _Entry(value, data.copy(), (), meta, seen)
+            entries[key] = (value, data.copy(), (), meta, seen)
             return
         copy = data.copy()
         nested = []
@@ -91,7 +87,7 @@ class DocumentCache:
             if cls is dict or cls is list:
                 copy[name] = _copy(item)
                 nested.append(name)
-        entries[key] = _Entry(value, copy, tuple(nested), meta, seen)
+        entries[key] = (value, copy, tuple(nested), meta, seen)
 
     def forget(self, key: str) -> None:
         """Drop what is kept for ``key``."""

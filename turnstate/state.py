@@ -80,7 +80,7 @@ class ScopeState:
         self.name = name
         self.key = key
         self._data = data
-        self._deltas: dict[Path, int | float] = {}
+        self._deltas: dict[Path, int | float] | None = None  # made by the first incr
         self._closed = False
         self._guard = guard
         # False until something may have changed the data: a write, or handing out a live object or list
@@ -208,7 +208,10 @@ class ScopeState:
         result: int | float = current + n
         to_storable(result, self.name, path)
         node[parts[-1]] = result
-        self._deltas[parts] = self._deltas.get(parts, 0) + n
+        deltas = self._deltas
+        if deltas is None:
+            deltas = self._deltas = {}
+        deltas[parts] = deltas.get(parts, 0) + n
         return result
 
     def clear(self) -> None:
