@@ -77,7 +77,13 @@ class DocumentCache:
         entries = self._entries
         if entries.pop(key, None) is None and len(entries) >= self.size:
             del entries[next(iter(entries))]
-        if data_bytes is not None and data_bytes.find(b"{", 1) < 0 and data_bytes.find(b"[") < 0:
+        # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
+        # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
+        if (
+            data_bytes is not None
+            and not data_bytes.rpartition(b"{")[0]
+            and not data_bytes.partition(b"[")[1]
+        ):
             entries[key] = (value, data.copy(), (), meta, seen)
             return
         copy = data.copy()

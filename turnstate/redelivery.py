@@ -65,9 +65,9 @@ class SeenWindow:
     @staticmethod
     def contains(seen: bytes, token: bytes) -> bool:
         """Whether the activity with this ``token`` is recorded in the window ``seen``."""
-        return (
-            seen.find(token) >= 0
-        )  # not `in`: bytes.__contains__ first tries token as an int, raising inside
+        # partition: a one-argument method, so nothing to parse, and a miss returns the window itself
+        # uncopied. (find parses optional arguments; `in` first tries the token as an int, raising inside.)
+        return seen.partition(token)[1] != b""
 
     def remember(self, seen: bytes, token: bytes, now: float | None = None) -> bytes:
         """The window ``seen`` with ``token`` appended (and trimmed once it has grown a quarter too long)."""
