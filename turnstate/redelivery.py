@@ -69,16 +69,20 @@ class SeenWindow:
         # uncopied. (find parses optional arguments; `in` first tries the token as an int, raising inside.)
         return seen.partition(token)[1] != b""
 
-    def remember(self, seen: bytes, token: bytes, now: float | None = None) -> bytes:
-        """The window ``seen`` with ``token`` appended (and trimmed once it has grown a quarter too long)."""
+    def record(self, token: bytes, now: float | None = None) -> bytes:
+        """The record of ``token`` committed at ``now`` (default: the current time), for :meth:`remember`."""
         stamp = int(time.time() if now is None else now)
         if self._stamp[0] != stamp:
             self._stamp = (stamp, _base36(stamp))
-        seen = b"".join((seen, token, self._stamp[1]))
+        return token + self._stamp[1]
+
+    def remember(self, seen: bytes, record: bytes) -> bytes:
+        """The window ``seen`` with ``record`` appended (and trimmed once it has grown a quarter too long)."""
+        seen += record
         if len(seen) <= self._limit:
             return seen
         seen = seen[-self.size * _RECORD :]
-        horizon = stamp - self.max_age
+        horizon = _stamp(record) - self.max_age
         while len(seen) > _RECORD and _stamp(seen) < horizon:
             seen = seen[_RECORD:]
         return seen

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -217,7 +216,7 @@ class Turn:
         """The write batch for ``pending``, and the redelivery window each document will hold."""
         manager = self._manager
         window = manager.window if self._token else None
-        now = time.time()
+        record = window.record(self._token) if window is not None else b""
         encode = document.encode
         documents = manager.documents
         codec = manager.codec
@@ -225,7 +224,7 @@ class Turn:
         seen: dict[str, bytes] = {}
         for slot, data_bytes, stored in pending:
             key = slot.key
-            window_text = slot.seen if window is None else window.remember(slot.seen, self._token, now)
+            window_text = slot.seen if window is None else window.remember(slot.seen, record)
             seen[key] = window_text
             value = encode(data_bytes, slot.meta, window_text)
             items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
