@@ -156,3 +156,25 @@ async def test_the_cache_can_be_turned_off() -> None:
         assert state.conversation.get("count") == 1
     with pytest.raises(ValueError, match="document_cache"):
         StateManager(MemoryStorage(), document_cache=-1)
+
+
+async def test_only_declared_encrypted_fields_share_their_stored_objects() -> None:
+    manager = StateManager(
+        MemoryStorage(), encrypt=["user.email", "user.card.*"], keys=KeyRing({"k1": bytes(range(32))})
+    )
+    async with manager.turn(message()) as state:
+        state.user.set("email", "ann@contoso.example")
+        state.user.set("card", {"number": "4111"})
+        state.user.set("lookalike", {"$enc": "not an envelope"})  # a plain field shaped like one
+    for _ in range(2):  # the second turn loads what the first kept at its commit
+        with pytest.raises(RuntimeError):
+            async with manager.turn(message()) as state:
+                state.user.get("lookalike")["$enc"] = "edited"
+                state.user.get("card")["number"] = "0000"
+                state.user.set("n", 1)
+                raise RuntimeError("the handler failed")
+        async with manager.turn(message()) as state:
+            assert state.user.get("lookalike") == {"$enc": "not an envelope"}
+            assert state.user.get("card") == {"number": "4111"}
+            assert state.user.get("email") == "ann@contoso.example"
+            state.user.set("n", 2)

@@ -12,6 +12,7 @@ Entries hold documents in their stored form, so encrypted fields stay encrypted 
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 import msgspec
@@ -68,11 +69,14 @@ class DocumentCache:
         meta: dict[str, msgspec.Raw],
         seen: bytes,
         data_bytes: bytes | None = None,
+        shared: Container[str] = (),
     ) -> None:
         """Remember that ``value`` decodes to ``data`` (copied, so the caller may go on changing it).
 
         ``data`` must be exactly what decoding ``value`` gives: plain JSON values, no tuples or objects.
         ``data_bytes``, the encoded fields if at hand, lets a document without objects or lists skip a walk.
+        ``shared`` names fields whose objects nobody edits in place (encrypted fields' envelopes): copies
+        share them instead of copying them.
         """
         entries = self._entries
         if entries.pop(key, None) is None and len(entries) >= self.size:
@@ -90,7 +94,7 @@ class DocumentCache:
         nested = []
         for name, item in data.items():
             cls = type(item)
-            if cls is dict or cls is list:
+            if cls is list or (cls is dict and name not in shared):
                 copy[name] = _copy(item)
                 nested.append(name)
         entries[key] = (value, copy, tuple(nested), meta, seen)

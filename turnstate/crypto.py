@@ -236,6 +236,7 @@ class FieldEncryption:
     __slots__ = (
         "_ad_cache",
         "_allow_plaintext",
+        "_envelope_fields",
         "_flat",
         "_head",
         "_keys",
@@ -261,6 +262,10 @@ class FieldEncryption:
             if root.star is None and all(child.terminal for child in root.children.values())
         }
         self._scopes = frozenset(self._roots)
+        self._envelope_fields = {
+            scope: frozenset(name for name, child in root.children.items() if child.terminal)
+            for scope, root in self._roots.items()
+        }
         self._keys = keys
         self._primary = keys.primary
         self._head = f"{ENVELOPE_VERSION}.{keys.primary}."
@@ -297,6 +302,11 @@ class FieldEncryption:
     def scopes(self) -> frozenset[str]:
         """Names of the scopes that have at least one encrypted path."""
         return self._scopes
+
+    def envelope_fields(self, scope: str) -> frozenset[str]:
+        """Top-level fields of ``scope`` declared by name whose stored value is one envelope, made and
+        read only by this class and never edited in place (``*`` patterns are not listed)."""
+        return self._envelope_fields.get(scope, frozenset())
 
     def with_keys(self, keys: KeyRing) -> FieldEncryption:
         """Return the same paths and mode over another ring (for example after promoting a key)."""

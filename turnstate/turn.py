@@ -230,12 +230,12 @@ class Turn:
             items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
             # only data known to be in its decoded form qualifies (a custom codec's output is not known)
-            if (
-                documents is not None
-                and slot.scope._exact
-                and (slot.sealed is None or type(codec) is FieldEncryption)
-            ):
-                documents.keep(key, value, stored, slot.meta, window_text, data_bytes)
+            if documents is not None and slot.scope._exact:
+                if slot.sealed is None:
+                    documents.keep(key, value, stored, slot.meta, window_text, data_bytes)
+                elif type(codec) is FieldEncryption:
+                    shared = codec.envelope_fields(slot.spec.name)
+                    documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
         return items, seen
 
     @staticmethod
