@@ -91,6 +91,9 @@ async def user_turns(count: int, change: str) -> Callable[[int], Awaitable[None]
     (each turn changes a plain field) or "encrypted" (each turn changes all ten f0..f9 fields)."""
     from turnstate import Activity, MemoryStorage, StateManager
 
+    if change not in ("plain", "encrypted"):
+        raise ValueError(f"change is 'plain' or 'encrypted', got {change!r}")
+
     activity = Activity.from_dict(
         {"type": "message", "channelId": "msteams", "conversation": {"id": "c"}, "from": {"id": "u"}}
     )

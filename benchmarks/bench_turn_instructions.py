@@ -25,6 +25,9 @@ CASES = {
 
 
 async def run_case(case: str, turns: int) -> None:
+    known = sorted({name for pair in CASES.values() for name in pair})
+    if case not in known:
+        raise SystemExit(f"unknown case {case!r}; cases: {', '.join(known)}")
     if case.startswith("turnstate"):
         write, read = bench_turn.turnstate_turns(**({"dedupe": False} if case.endswith("nodedupe") else {}))
     else:

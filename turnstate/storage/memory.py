@@ -83,7 +83,7 @@ class MemoryStorage(Storage):
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
         if not items:
             return {}
-        now = self._clock()
+        now: float | None = None  # the clock is read only if an expiry is involved
         lock = self._lock
         lock.acquire()  # see read
         try:
@@ -101,7 +101,12 @@ class MemoryStorage(Storage):
                 if match == ANY_ETAG:
                     continue
                 entry = data.get(key)
-                if entry is None or (entry[1] is not None and entry[1] <= now):
+                if entry is not None and entry[1] is not None:
+                    if now is None:
+                        now = self._clock()
+                    if entry[1] <= now:
+                        entry = None
+                if entry is None:
                     if match is None:
                         continue
                 elif match is not None and entry[0].etag == match:
@@ -114,19 +119,21 @@ class MemoryStorage(Storage):
             limit = self._max_entries
             for key, item in items.items():
                 value, ttl = item.value, item.ttl
-                data[key] = (
-                    StoredItem(value if value.__class__ is bytes else bytes(value), etag),
-                    None if ttl is None else now + ttl,
-                )
+                expires = None
+                if ttl is not None:
+                    if now is None:
+                        now = self._clock()
+                    expires = now + ttl
+                data[key] = (StoredItem(value if value.__class__ is bytes else bytes(value), etag), expires)
                 if limit is not None:
                     data.move_to_end(key)
             if limit is not None:
                 while len(data) > limit:
                     data.popitem(last=False)
-            self._writes_since_sweep += len(items)
+            written = self._writes_since_sweep = self._writes_since_sweep + len(items)
             # a sweep walks every entry, so sweeping once per len(data) writes keeps writes O(1) amortized
-            if self._writes_since_sweep >= max(self._SWEEP_EVERY, len(data)):
-                self._sweep(now)
+            if written >= self._SWEEP_EVERY and written >= len(data):
+                self._sweep(self._clock())
         finally:
             lock.release()
         return dict.fromkeys(items, etag)
