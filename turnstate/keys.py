@@ -68,13 +68,15 @@ def ids_of(activity: Any) -> TurnIds:
         tenant = conv.tenant_id if conv is not None else None
         if tenant is None and activity.channel_data:
             tenant = _attr(activity.channel_data.get("tenant"), "id")
+        if tenant.__class__ is not str:  # from channelData: any JSON value
+            tenant = _str_or_none(tenant)
         sender, recipient = activity.from_, activity.recipient
         return TurnIds(
             activity.channel_id or None,
             (conv.id or None) if conv is not None else None,
             (sender.id or None) if sender is not None else None,
             (recipient.id or None) if recipient is not None else None,
-            _str_or_none(tenant),
+            tenant or None,
             activity.id or None,
         )
     conv = _attr(activity, "conversation")

@@ -65,6 +65,20 @@ def to_storable(value: Any, scope: str, path: str) -> Any:
     return _as_decoded(stored, scope, path)
 
 
+_PLAIN: set[str] = set()
+"""Field names seen to need no path parsing, so the next check of one is a single set lookup."""
+
+
+def _plain(path: str) -> bool:
+    """Whether ``path`` is one plain field name: not empty, no dot, no escape. Remembers those that are."""
+    if not path or "." in path or "\\" in path:
+        return False
+    if len(_PLAIN) >= 4096:
+        _PLAIN.clear()  # bounded: field names come from code, but nothing stops a bot from minting them
+    _PLAIN.add(path)
+    return True
+
+
 class ScopeState:
     """The fields of one scope for the current turn.
 
@@ -130,7 +144,7 @@ class ScopeState:
         With ``type``, the value is converted and validated through msgspec (int, str, a Struct, a
         dataclass, datetime, ...); a mismatch raises StateTypeError naming the path and both types.
         """
-        if path.__class__ is str and path and "." not in path and "\\" not in path and not self._closed:
+        if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self._closed:
             value = self._data.get(path)  # the common case, one plain field name, needs no parsing
         else:
             parts = parse(path)
@@ -156,15 +170,19 @@ class ScopeState:
     def set(self, path: str, value: Any) -> None:
         """Set the value at ``path``, creating intermediate objects; raise StateValueError if unstorable."""
         cls = value.__class__
-        if cls is int or cls is bool or value is None:
+        if cls is str:
+            stored = value
+            # short strings cannot hold a credential: skip the scan for them
+            if len(value) >= SECRET_MIN_LENGTH and self._guard is not None:
+                self._guard(self.name, parse(path), stored)
+        elif cls is int or cls is bool or value is None:
             stored = value
         else:
-            stored = value if cls is str else to_storable(value, self.name, path)
-            # short strings cannot hold a credential: skip the scan for them
-            if self._guard is not None and (cls is not str or len(value) >= SECRET_MIN_LENGTH):
+            stored = to_storable(value, self.name, path)
+            if self._guard is not None:
                 self._guard(self.name, parse(path), stored)
         # the common case, one plain field name, needs no parsing
-        if path.__class__ is str and path and "." not in path and "\\" not in path and not self._closed:
+        if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self._closed:
             self._data[path] = stored
             self._touched = True
             return
