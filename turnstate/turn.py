@@ -125,6 +125,7 @@ class Turn:
         guard = manager.guard
         slots = self._slots
         decode = document.decode if manager.documents is None else manager.documents.decode
+        contains = SeenWindow.contains
         for spec, key in plan.wanted:
             name = spec.name
             item = items.get(key)
@@ -140,7 +141,7 @@ class Turn:
                     assert codec is not None
                     sealed = {}
                     data = codec.decrypt_data(name, key, data, sealed)
-                if token and SeenWindow.contains(seen, token):
+                if token and contains(seen, token):
                     self.duplicate = True
                 scope = ScopeState(name, key, data, guard)
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen, sealed))

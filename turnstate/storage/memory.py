@@ -56,6 +56,7 @@ class MemoryStorage(Storage):
     async def read(self, keys: Collection[str]) -> dict[str, StoredItem]:
         found: dict[str, StoredItem] = {}
         now: float | None = None
+        lru = self._max_entries is not None
         lock = self._lock
         lock.acquire()  # not `with`: on this hot path its special-method lookups cost more than the work
         try:
@@ -73,7 +74,7 @@ class MemoryStorage(Storage):
                     if expires <= now:
                         del data[key]
                         continue
-                if self._max_entries is not None:
+                if lru:
                     data.move_to_end(key)
                 found[key] = entry[0]
         finally:
