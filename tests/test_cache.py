@@ -178,3 +178,16 @@ async def test_only_declared_encrypted_fields_share_their_stored_objects() -> No
             assert state.user.get("card") == {"number": "4111"}
             assert state.user.get("email") == "ann@contoso.example"
             state.user.set("n", 2)
+
+
+async def test_a_turns_bookkeeping_shows_no_field_value_in_reprs() -> None:
+    manager = StateManager(MemoryStorage(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}))
+    async with manager.turn(message()) as state:
+        state.user.set("email", "ann@contoso.example")
+        state.user.set("note", "plain words")
+    turn = manager.turn(message())
+    await turn.load()
+    for slot in turn._slots:
+        shown = f"{slot!r} {slot.__rich_repr__()!r}"
+        assert "ann@contoso" not in shown and "plain words" not in shown and slot.key in shown
+    turn.discard()

@@ -54,8 +54,8 @@ _MIN_RAW = NONCE_SIZE + TAG_SIZE + 1
 _AD_CACHE_SIZE = 256
 _a2b = binascii.a2b_base64
 _b2a = binascii.b2a_base64
-_encode = msgspec.json.encode
-_decode = msgspec.json.decode
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 Sealed = dict[tuple[str, ...], tuple[bytes, dict[str, str]]]
@@ -420,7 +420,7 @@ class FieldEncryption:
                 raise EncryptionError("the random source returned too few bytes")
             suffix = suffixes.get(path) or self._suffix(path)
             box = nonce + encrypt(nonce, plaintext, ad_prefix + suffix)
-            envelope = {ENVELOPE_MARKER: head + _b2a(box, newline=False).decode("ascii")}
+            envelope = {ENVELOPE_MARKER: head + _b2a(box, newline=False).decode()}
             container[name] = envelope
             if sealed is not None:
                 sealed[path] = (plaintext, envelope)

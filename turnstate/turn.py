@@ -74,6 +74,14 @@ class _Slot(msgspec.Struct, gc=False):
     seen: bytes
     sealed: Sealed | None
 
+    # the loaded bytes and the sealed record hold field values (plaintext of encrypted fields in the
+    # latter), so neither a repr nor a pretty-printer may show them
+    def __repr__(self) -> str:
+        return f"<turn slot for {self.key!r}>"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("key", self.key)]
+
 
 _Pending = tuple[_Slot, bytes, dict[str, Any]]
 """A scope to write: its slot, its encoded fields, and the fields in their stored form."""
