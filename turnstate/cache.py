@@ -33,18 +33,25 @@ def _copy(value: Any) -> Any:
 
 
 class DocumentCache:
-    """Decoded documents by storage key, at most ``size`` of them (the oldest written go first)."""
+    """Decoded documents by storage key, as many as fit in ``max_bytes`` of their stored form; the least
+    recently written go first. Decoded, a document takes a few times its stored size in memory."""
 
-    __slots__ = ("_entries", "size")
+    __slots__ = ("_entries", "_size", "max_bytes")
 
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError(f"the document cache must hold at least 1 document, got {size!r}")
-        self.size = size
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"the document cache needs a positive size in bytes, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self._size = 0
         self._entries: dict[str, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The stored size, in bytes, of the documents kept now."""
+        return self._size
 
     def decode(self, key: str, value: bytes) -> Document:
         """The document stored as ``value`` under ``key``: a copy of the kept one if the bytes are the
@@ -79,8 +86,15 @@ class DocumentCache:
         share them instead of copying them.
         """
         entries = self._entries
-        if entries.pop(key, None) is None and len(entries) >= self.size:
-            del entries[next(iter(entries))]
+        old = entries.pop(key, None)
+        size = self._size if old is None else self._size - len(old[0])
+        if len(value) > self.max_bytes:
+            self._size = size
+            return  # larger than the whole cache: decoded afresh every time
+        size += len(value)
+        while size > self.max_bytes:
+            size -= len(entries.pop(next(iter(entries)))[0])
+        self._size = size
         # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
         # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
         if (
@@ -101,7 +115,10 @@ class DocumentCache:
 
     def forget(self, key: str) -> None:
         """Drop what is kept for ``key``."""
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._size -= len(entry[0])
 
     def clear(self) -> None:
         self._entries.clear()
+        self._size = 0
