@@ -21,7 +21,7 @@ def stored(data: dict[str, Any], seen: bytes = b"") -> bytes:
 
 
 def test_a_hit_is_an_equal_copy_whose_objects_and_lists_are_its_own() -> None:
-    cache = DocumentCache(1 << 20)
+    cache = DocumentCache(8)
     value = stored({"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}, b"|0123456789ab00000a")
     first = cache.decode("k", value)
     second = cache.decode("k", value)
@@ -34,14 +34,14 @@ def test_a_hit_is_an_equal_copy_whose_objects_and_lists_are_its_own() -> None:
 
 
 def test_bytes_that_differ_in_any_way_are_decoded_afresh() -> None:
-    cache = DocumentCache(1 << 20)
+    cache = DocumentCache(8)
     cache.decode("k", stored({"n": 1}))
     assert cache.decode("k", stored({"n": 2})).data == {"n": 2}
     assert cache.decode("k", bytes(stored({"n": 2}))).data == {"n": 2}  # equal bytes, another object
 
 
 def test_kept_data_is_copied_so_later_changes_do_not_reach_it() -> None:
-    cache = DocumentCache(1 << 20)
+    cache = DocumentCache(8)
     for data_bytes in (None, encode_data({"n": 1, "l": [1]})):
         data: dict[str, Any] = {"n": 1, "l": [1]}
         value = stored(data)
@@ -52,7 +52,7 @@ def test_kept_data_is_copied_so_later_changes_do_not_reach_it() -> None:
 
 
 def test_flat_documents_found_from_their_bytes_are_copied_too() -> None:
-    cache = DocumentCache(1 << 20)
+    cache = DocumentCache(8)
     data = {"a": "text with { and [ inside", "b": 1}
     value = stored(data)
     cache.keep("k", value, data, {}, b"", encode_data(data))
@@ -61,31 +61,28 @@ def test_flat_documents_found_from_their_bytes_are_copied_too() -> None:
     assert cache.decode("k", value).data == {"a": "text with { and [ inside", "b": 1}
 
 
-def test_the_oldest_kept_documents_go_first_past_the_size_in_bytes() -> None:
-    docs = {key: stored({"key": key, "pad": "x" * 80}) for key in "abcd"}
-    size = len(docs["a"])
-    cache = DocumentCache(2 * size)
-    for key in "abc":
-        cache.decode(key, docs[key])
-    assert len(cache) == 2 and cache.size == 2 * size  # "a" went first
-    rewritten = stored({"key": "b", "pad": "y" * 80})
-    cache.keep("b", rewritten, {"key": "b", "pad": "y" * 80}, {}, b"")  # now the newest
-    cache.decode("d", docs["d"])  # "c" goes
-    assert len(cache) == 2 and cache.size == 2 * size
-    assert cache.decode("b", rewritten).data["pad"] == "y" * 80
+def test_the_oldest_kept_document_goes_first_and_large_ones_are_not_kept() -> None:
+    cache = DocumentCache(2, max_document_bytes=200)
+    for key in ("a", "b", "c"):
+        cache.decode(key, stored({"key": key}))
+    assert len(cache) == 2
+    cache.keep("b", stored({"key": "b2"}), {"key": "b2"}, {}, b"")  # rewritten: now the newest
+    cache.decode("d", stored({"key": "d"}))
+    assert len(cache) == 2
+    assert cache.decode("b", stored({"key": "b2"})).data == {"key": "b2"}
     cache.forget("b")
-    assert len(cache) == 1 and cache.size == size
-    huge = stored({"pad": "z" * (3 * size)})
-    assert cache.decode("e", huge).data == {"pad": "z" * (3 * size)}  # too large to keep: decoded only
-    assert len(cache) == 1 and cache.size == size
+    assert len(cache) == 1
+    large = stored({"pad": "x" * 300})
+    assert cache.decode("e", large).data == {"pad": "x" * 300}  # decoded, not kept
+    assert len(cache) == 1
     cache.clear()
-    assert len(cache) == 0 and cache.size == 0
-    with pytest.raises(ValueError, match="positive size in bytes"):
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="at least one document"):
         DocumentCache(0)
 
 
 def test_corrupt_bytes_raise_and_are_not_kept() -> None:
-    cache = DocumentCache(1 << 20)
+    cache = DocumentCache(8)
     with pytest.raises(CorruptDocumentError, match="'k'"):
         cache.decode("k", b"not json")
     assert len(cache) == 0
@@ -158,14 +155,14 @@ async def test_encrypted_fields_stay_encrypted_in_the_cache() -> None:
 
 
 async def test_the_cache_can_be_turned_off() -> None:
-    manager = StateManager(MemoryStorage(), document_cache_bytes=0)
+    manager = StateManager(MemoryStorage(), document_cache=0)
     assert manager.documents is None
     async with manager.turn(message()) as state:
         state.conversation.incr("count")
     async with manager.turn(message()) as state:
         assert state.conversation.get("count") == 1
-    with pytest.raises(ValueError, match="document_cache_bytes"):
-        StateManager(MemoryStorage(), document_cache_bytes=-1)
+    with pytest.raises(ValueError, match="document_cache"):
+        StateManager(MemoryStorage(), document_cache=-1)
 
 
 async def test_only_declared_encrypted_fields_share_their_stored_objects() -> None:

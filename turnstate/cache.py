@@ -33,25 +33,24 @@ def _copy(value: Any) -> Any:
 
 
 class DocumentCache:
-    """Decoded documents by storage key, as many as fit in ``max_bytes`` of their stored form; the least
-    recently written go first. Decoded, a document takes a few times its stored size in memory."""
+    """Decoded documents by storage key: at most ``max_entries`` of them (the least recently written go
+    first), each at most ``max_document_bytes`` in its stored form (larger ones are decoded every time).
+    Decoded, a document takes a few times its stored size in memory."""
 
-    __slots__ = ("_entries", "_size", "max_bytes")
+    __slots__ = ("_entries", "max_document_bytes", "max_entries")
 
-    def __init__(self, max_bytes: int) -> None:
-        if max_bytes < 1:
-            raise ValueError(f"the document cache needs a positive size in bytes, got {max_bytes!r}")
-        self.max_bytes = max_bytes
-        self._size = 0
+    def __init__(self, max_entries: int, max_document_bytes: int = 16 * 1024) -> None:
+        if max_entries < 1 or max_document_bytes < 1:
+            raise ValueError(
+                "the document cache needs room for at least one document of at least one byte, got "
+                f"max_entries={max_entries!r}, max_document_bytes={max_document_bytes!r}"
+            )
+        self.max_entries = max_entries
+        self.max_document_bytes = max_document_bytes
         self._entries: dict[str, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    @property
-    def size(self) -> int:
-        """The stored size, in bytes, of the documents kept now."""
-        return self._size
 
     def decode(self, key: str, value: bytes) -> Document:
         """The document stored as ``value`` under ``key``: a copy of the kept one if the bytes are the
@@ -86,15 +85,10 @@ class DocumentCache:
         share them instead of copying them.
         """
         entries = self._entries
-        old = entries.pop(key, None)
-        size = self._size if old is None else self._size - len(old[0])
-        if len(value) > self.max_bytes:
-            self._size = size
-            return  # larger than the whole cache: decoded afresh every time
-        size += len(value)
-        while size > self.max_bytes:
-            size -= len(entries.pop(next(iter(entries)))[0])
-        self._size = size
+        if entries.pop(key, None) is None and len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]
+        if len(value) > self.max_document_bytes:
+            return
         # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
         # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
         if (
@@ -115,10 +109,7 @@ class DocumentCache:
 
     def forget(self, key: str) -> None:
         """Drop what is kept for ``key``."""
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._size -= len(entry[0])
+        self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()
-        self._size = 0

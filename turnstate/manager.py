@@ -69,10 +69,9 @@ class StateManager:
     ``refuse_secrets``: ``set`` refuses values that look like bearer tokens, JWTs or API keys, except at
     the ``allow_secrets`` paths.
 
-    ``document_cache_bytes``: the stored size of the recently loaded or written documents to keep
-    decoded, so a turn whose documents are stored exactly as this process last saw them skips decoding
-    them (0 turns this off; decoded, a document takes a few times its stored size). Kept in their stored
-    form: encrypted fields stay encrypted.
+    ``document_cache``: how many recently loaded or written documents (of up to 16 KiB stored each) to
+    keep decoded, so a turn whose documents are stored exactly as this process last saw them skips
+    decoding them (0 turns this off). Kept in their stored form: encrypted fields stay encrypted.
     """
 
     def __init__(
@@ -97,7 +96,7 @@ class StateManager:
         codec: FieldCodec | None = None,
         refuse_secrets: bool = True,
         allow_secrets: Iterable[str] = (),
-        document_cache_bytes: int = 4 * 1024 * 1024,
+        document_cache: int = 1024,
     ) -> None:
         if not isinstance(storage, Storage):
             raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
@@ -105,8 +104,8 @@ class StateManager:
             raise ValueError(f"on_conflict must be 'merge' or 'raise', got {on_conflict!r}")
         if max_commit_attempts < 1:
             raise ValueError(f"max_commit_attempts must be at least 1, got {max_commit_attempts!r}")
-        if document_cache_bytes < 0:
-            raise ValueError(f"document_cache_bytes must be 0 (off) or more, got {document_cache_bytes!r}")
+        if document_cache < 0:
+            raise ValueError(f"document_cache must be 0 (off) or more documents, got {document_cache!r}")
         enabled = tuple(builtin_scopes)
         unknown = set(enabled) - set(BUILTIN_SCOPES)
         if unknown:
@@ -124,7 +123,7 @@ class StateManager:
         self.max_commit_attempts = max_commit_attempts
         self.backoff = backoff
         self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
-        self.documents = DocumentCache(document_cache_bytes) if document_cache_bytes else None
+        self.documents = DocumentCache(document_cache) if document_cache else None
         # scopes that are off for every turn: built once, they hold nothing and only raise
         self.unavailable: dict[str, ScopeState] = {
             name: UnavailableScope(name, None) for name in self.disabled
