@@ -139,6 +139,18 @@ async def test_unstorable_values_fail_at_set_naming_the_path(
     assert storage is manager.storage
 
 
+async def test_a_value_nested_past_the_recursion_limit_is_refused_naming_the_path(
+    manager: StateManager,
+) -> None:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    async with manager.turn(message()) as state:
+        with pytest.raises(StateValueError, match=r"'user\.deep'.*nested too deeply"):
+            state.user.set("deep", deep)
+        assert not state.user.has("deep")
+
+
 async def test_set_copies_containers(manager: StateManager) -> None:
     prefs = {"language": "en"}
     async with manager.turn(message()) as state:

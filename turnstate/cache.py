@@ -13,6 +13,7 @@ Entries hold documents in their stored form, so encrypted fields stay encrypted 
 from __future__ import annotations
 
 from collections.abc import Container
+from contextlib import suppress
 from typing import Any
 
 import msgspec
@@ -58,11 +59,15 @@ class DocumentCache:
         :func:`turnstate.document.decode`."""
         entry = self._entries.get(key)
         if entry is not None and (entry[0] is value or entry[0] == value):
-            _, kept, nested, meta, seen = entry
+            _, kept, nested, meta, seen = entry  # meta and seen are immutable or never edited: shared
             data = kept.copy()
-            for name in nested:
-                data[name] = _copy(data[name])
-            return Document(data, meta, seen)
+            try:
+                for name in nested:
+                    data[name] = _copy(data[name])
+            except RecursionError:
+                pass  # called from deeper down than when it was kept: decode instead
+            else:
+                return Document(data, meta, seen)
         doc = decode(key, value)
         self.keep(key, value, doc.data, doc.meta, doc.seen)
         return doc
@@ -86,7 +91,9 @@ class DocumentCache:
         """
         entries = self._entries
         if entries.pop(key, None) is None and len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]
+            # another thread may change the entries meanwhile; then the next keep evicts
+            with suppress(KeyError, RuntimeError, StopIteration):
+                del entries[next(iter(entries))]
         if len(value) > self.max_document_bytes:
             return
         # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
@@ -100,11 +107,14 @@ class DocumentCache:
             return
         copy = data.copy()
         nested = []
-        for name, item in data.items():
-            cls = type(item)
-            if cls is list or (cls is dict and name not in shared):
-                copy[name] = _copy(item)
-                nested.append(name)
+        try:
+            for name, item in data.items():
+                cls = type(item)
+                if cls is list or (cls is dict and name not in shared):
+                    copy[name] = _copy(item)
+                    nested.append(name)
+        except RecursionError:
+            return  # too deep to copy from here: such a document is decoded every time
         entries[key] = (value, copy, tuple(nested), meta, seen)
 
     def forget(self, key: str) -> None:

@@ -63,6 +63,10 @@ def decode(key: str, value: bytes) -> Document:
         stored = _stored_decoder.decode(value)
     except msgspec.DecodeError:
         _diagnose(key, value)
+    except RecursionError as exc:
+        raise CorruptDocumentError(
+            key, "nested too deeply to decode (past Python's recursion limit)"
+        ) from exc
     if stored.v != FORMAT_VERSION:
         _diagnose(key, value)
     seen = bytes(stored.seen) if stored.seen else b""

@@ -58,11 +58,16 @@ def to_storable(value: Any, scope: str, path: str) -> Any:
     if cls is str or cls is int or cls is bool or value is None:
         return value
     try:
-        stored = msgspec.to_builtins(value, str_keys=True)
+        return _as_decoded(msgspec.to_builtins(value, str_keys=True), scope, path)
     except (TypeError, ValueError, OverflowError) as exc:
         where = f"{scope}.{path}"
         raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc
-    return _as_decoded(stored, scope, path)
+    except RecursionError as exc:
+        where = f"{scope}.{path}"
+        raise StateValueError(
+            where,
+            f"this {type(value).__name__} is nested too deeply to store (past Python's recursion limit)",
+        ) from exc
 
 
 _PLAIN: set[str] = set()
