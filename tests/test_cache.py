@@ -84,7 +84,7 @@ def test_the_oldest_kept_document_goes_first_and_large_ones_are_not_kept() -> No
 def test_documents_nested_past_the_recursion_limit_are_refused_or_not_kept() -> None:
     cache = DocumentCache(8)
     too_deep = b'{"v":1,"data":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}"
-    with pytest.raises(CorruptDocumentError, match="'k'.*nested too deeply"):
+    with pytest.raises(CorruptDocumentError, match=r"'k'.*nested too deeply"):
         cache.decode("k", too_deep)
     deep: list[Any] = []
     for _ in range(5000):
