@@ -256,8 +256,8 @@ class FieldEncryption:
             )
         self._paths, self._roots = _compile(paths)
         # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
-        self._flat: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-            scope: tuple((name, (name,)) for name in root.children)
+        self._flat: dict[str, dict[str, tuple[str, ...]]] = {
+            scope: {name: (name,) for name in root.children}
             for scope, root in self._roots.items()
             if root.star is None and all(child.terminal for child in root.children.values())
         }
@@ -387,9 +387,15 @@ class FieldEncryption:
         if flat is not None:
             out = dict(data)
             jobs: list[_Job] = []
-            for name, path in flat:
-                if name in data:
-                    jobs.append((out, name, path))
+            if len(flat) <= len(data):  # walk the fewer: the declared names or the fields present
+                for name, path in flat.items():
+                    if name in data:
+                        jobs.append((out, name, path))
+            else:
+                for name in data:
+                    found_path = flat.get(name)
+                    if found_path is not None:
+                        jobs.append((out, name, found_path))
         else:
             jobs = []
             planned = _plan(root, data, (), jobs)
@@ -441,9 +447,15 @@ class FieldEncryption:
         flat = self._flat.get(scope)
         if flat is not None:
             found: list[_Job] = []
-            for name, path in flat:
-                if name in data:
-                    found.append((data, name, path))
+            if len(flat) <= len(data):  # walk the fewer: the declared names or the fields present
+                for name, path in flat.items():
+                    if name in data:
+                        found.append((data, name, path))
+            else:
+                for name in data:
+                    found_path = flat.get(name)
+                    if found_path is not None:
+                        found.append((data, name, found_path))
         else:
             found = []
             _visit(root, data, (), found)
