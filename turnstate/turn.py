@@ -8,6 +8,10 @@
         state.conversation.incr("count")
     # committed here if the block succeeded; discarded on any BaseException (cancellation included)
 
+Load: one ``Storage.read`` for every persisted scope. A document whose bytes are exactly those the
+manager's :class:`~turnstate.cache.DocumentCache` kept is copied from it instead of decoded; a commit
+tells the cache what the bytes it writes decode to.
+
 Commit: each persisted scope is encoded once, as it would be stored (encrypted fields whose value did not
 change keep their stored envelope); only scopes whose bytes differ from the stored ones are written, all in
 one ``Storage.write`` with the loaded ETag as precondition. If another writer committed
