@@ -27,6 +27,7 @@ import msgspec
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from turnstate import MemoryStorage
 from turnstate.crypto import FieldEncryption
 from turnstate.keyring import KeyRing
 from turnstate.secrets import find_secret
@@ -86,10 +87,12 @@ def bench_encryption(number: int, repeat: int) -> None:
     print(f"  target: at most {TARGET_US_PER_FIELD} us per field")
 
 
-async def user_turns(count: int, change: str) -> Callable[[int], Awaitable[None]]:
+async def user_turns(
+    count: int, change: str, storage: MemoryStorage | None = None
+) -> Callable[[int], Awaitable[None]]:
     """Turns on a seeded user document of 12 fields, ``count`` of them encrypted. ``change`` is "plain"
     (each turn changes a plain field) or "encrypted" (each turn changes all ten f0..f9 fields)."""
-    from turnstate import Activity, MemoryStorage, StateManager
+    from turnstate import Activity, StateManager
 
     if change not in ("plain", "encrypted"):
         raise ValueError(f"change is 'plain' or 'encrypted', got {change!r}")
@@ -100,7 +103,9 @@ async def user_turns(count: int, change: str) -> Callable[[int], Awaitable[None]
     options: dict[str, Any] = {}
     if count:
         options = {"encrypt": [f"user.f{i}" for i in range(count)], "keys": KeyRing({"k1": bytes(32)})}
-    manager = StateManager(MemoryStorage(), builtin_scopes=("user",), dedupe=False, **options)
+    manager = StateManager(
+        MemoryStorage() if storage is None else storage, builtin_scopes=("user",), dedupe=False, **options
+    )
     async with manager.turn(activity) as state:
         for i in range(10):
             state.user.set(f"f{i}", f"person{i}@contoso.example")

@@ -46,9 +46,10 @@ async def measure(turn: Callable[[int], Awaitable[None]], turns: int) -> float:
 
 
 def turnstate_turns(
-    **options: object,
+    storage: MemoryStorage | None = None, **options: object
 ) -> tuple[Callable[[int], Awaitable[None]], Callable[[int], Awaitable[None]]]:
-    manager = StateManager(MemoryStorage(), builtin_scopes=("conversation", "user"), **options)  # type: ignore[arg-type]
+    storage = MemoryStorage() if storage is None else storage
+    manager = StateManager(storage, builtin_scopes=("conversation", "user"), **options)  # type: ignore[arg-type]
     activity = Activity.from_dict(ACTIVITY)
     seeded = False
 
