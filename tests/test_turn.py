@@ -317,3 +317,27 @@ async def test_stats_count_turns_commits_and_writes() -> None:
     async with manager.turn(message()):
         pass
     assert (manager.stats["turns"], manager.stats["commits"], manager.stats["writes"]) == (2, 1, 2)
+
+
+async def test_a_redelivery_is_found_in_whichever_document_recorded_it() -> None:
+    manager = StateManager(MemoryStorage())
+
+    async def turn(activity_id: str, *scopes: str) -> None:
+        async with manager.turn(message(activity_id=activity_id)) as state:
+            for scope in scopes:
+                state.scope(scope).incr("n")
+
+    async def is_duplicate(activity_id: str) -> bool:
+        t = manager.turn(message(activity_id=activity_id))
+        await t.load()
+        t.discard()
+        return t.duplicate
+
+    for i in range(3):  # both documents written by the same turns: their windows are equal
+        await turn(f"both-{i}", "conversation", "user")
+    assert await is_duplicate("both-1") and not await is_duplicate("new-0")
+    await turn("user-only", "user")
+    await turn("conversation-only", "conversation")
+    for activity_id in ("user-only", "conversation-only", "both-2"):
+        assert await is_duplicate(activity_id), activity_id
+    assert not await is_duplicate("new-1")

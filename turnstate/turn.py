@@ -138,6 +138,7 @@ class Turn:
         slots = self._slots
         decode = document.decode if manager.documents is None else manager.documents.decode
         contains = SeenWindow.contains
+        searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         for spec, key in plan.wanted:
             name = spec.name
             item = items.get(key)
@@ -153,8 +154,10 @@ class Turn:
                     assert codec is not None
                     sealed = {}
                     data = codec.decrypt_data(name, key, data, sealed)
-                if token and contains(seen, token):
-                    self.duplicate = True
+                if token and seen != searched:
+                    searched = seen
+                    if contains(seen, token):
+                        self.duplicate = True
                 scope = ScopeState(name, key, data, guard)
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen, sealed))
             scopes[name] = scope
