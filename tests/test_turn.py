@@ -17,6 +17,7 @@ from turnstate import (
     StateMiddleware,
     TurnClosedError,
     WriteItem,
+    document,
 )
 from turnstate.runtime import Bot
 from turnstate.testing.clock import ManualClock
@@ -341,3 +342,9 @@ async def test_a_redelivery_is_found_in_whichever_document_recorded_it() -> None
     for activity_id in ("user-only", "conversation-only", "both-2"):
         assert await is_duplicate(activity_id), activity_id
     assert not await is_duplicate("new-1")
+    await turn("both-late", "conversation", "user")  # windows that differ each keep their own records
+    for activity_id in ("user-only", "conversation-only", "both-late"):
+        assert await is_duplicate(activity_id), activity_id
+    storage = manager.storage
+    windows = [document.decode(k, (await storage.read([k]))[k].value).seen async for k in storage.list_keys()]
+    assert len(windows) == 2 and windows[0] != windows[1]

@@ -238,9 +238,17 @@ class Turn:
         codec = manager.codec
         items: dict[str, WriteItem] = {}
         seen: dict[str, bytes] = {}
+        before: bytes | None = None  # the last window extended, and the result
+        after = b""
         for slot, data_bytes, stored in pending:
             key = slot.key
-            window_text = slot.seen if window is None else window.remember(slot.seen, record)
+            if window is None:
+                window_text = slot.seen
+            elif slot.seen == before:  # documents written by the same turns hold equal windows
+                window_text = after
+            else:
+                before = slot.seen
+                window_text = after = window.remember(before, record)
             seen[key] = window_text
             value = encode(data_bytes, slot.meta, window_text)
             items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
