@@ -90,6 +90,9 @@ class _Slot(msgspec.Struct, gc=False):
 _Pending = tuple[_Slot, bytes, dict[str, Any]]
 """A scope to write: its slot, its encoded fields, and the fields in their stored form."""
 
+_Written = tuple[_Slot, bytes, bytes]
+"""A scope in a write batch: its slot, the document written, and the redelivery window in it."""
+
 
 class Turn:
     """One turn's state: load on enter, commit on a clean exit, discard on any exception."""
@@ -187,7 +190,7 @@ class Turn:
             return
         attempt = 1
         while True:
-            items, seen = self._items(pending)
+            items, batch = self._items(pending)
             try:
                 etags = await manager.storage.write(items)
             except PreconditionFailedError as exc:
@@ -198,7 +201,7 @@ class Turn:
                     attempt,
                     extra={"keys": exc.keys, "attempt": attempt},
                 )
-                self._written([p for p in pending if p[0].key in exc.written], items, exc.written, seen)
+                self._written([b for b in batch if b[0].key in exc.written], exc.written)
                 if (on_conflict or manager.on_conflict) == "raise":
                     raise
                 if attempt >= manager.max_commit_attempts:
@@ -223,13 +226,13 @@ class Turn:
                     return
                 attempt += 1
                 continue
-            self._written(pending, items, etags, seen)
+            self._written(batch, etags)
             manager.stats.commits += 1
             manager.stats.writes += len(pending)
             return
 
-    def _items(self, pending: list[_Pending]) -> tuple[dict[str, WriteItem], dict[str, bytes]]:
-        """The write batch for ``pending``, and the redelivery window each document will hold."""
+    def _items(self, pending: list[_Pending]) -> tuple[dict[str, WriteItem], list[_Written]]:
+        """The write batch for ``pending``, and each slot with the document and window it will then hold."""
         manager = self._manager
         window = manager.window if self._token else None
         record = window.record(self._token) if window is not None else b""
@@ -237,7 +240,7 @@ class Turn:
         documents = manager.documents
         codec = manager.codec
         items: dict[str, WriteItem] = {}
-        seen: dict[str, bytes] = {}
+        batch: list[_Written] = []
         before: bytes | None = None  # the last window extended, and the result
         after = b""
         for slot, data_bytes, stored in pending:
@@ -249,9 +252,9 @@ class Turn:
             else:
                 before = slot.seen
                 window_text = after = window.remember(before, record)
-            seen[key] = window_text
             value = encode(data_bytes, slot.meta, window_text)
             items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
+            batch.append((slot, value, window_text))
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
             # only data known to be in its decoded form qualifies (a custom codec's output is not known)
             if documents is not None and slot.scope._exact:
@@ -260,20 +263,14 @@ class Turn:
                 elif type(codec) is FieldEncryption:
                     shared = codec.envelope_fields(slot.spec.name)
                     documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
-        return items, seen
+        return items, batch
 
     @staticmethod
-    def _written(
-        done: list[_Pending],
-        items: Mapping[str, WriteItem],
-        etags: Mapping[str, str],
-        seen: Mapping[str, bytes],
-    ) -> None:
-        for slot, _, _ in done:
-            key = slot.key
-            slot.loaded = items[key].value
-            slot.etag = etags[key]
-            slot.seen = seen[key]
+    def _written(done: list[_Written], etags: Mapping[str, str]) -> None:
+        for slot, value, window_text in done:
+            slot.loaded = value
+            slot.etag = etags[slot.key]
+            slot.seen = window_text
 
     async def _rebase(self, slots: list[_Slot]) -> None:
         """Re-read conflicting scopes and merge this turn's changes onto what is stored now."""
