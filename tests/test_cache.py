@@ -23,21 +23,21 @@ def stored(data: dict[str, Any], seen: bytes = b"") -> bytes:
 def test_a_hit_is_an_equal_copy_whose_objects_and_lists_are_its_own() -> None:
     cache = DocumentCache(8)
     value = stored({"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}, b"|0123456789ab00000a")
-    first = cache.decode("k", value)
-    second = cache.decode("k", value)
-    assert second.data == first.data == decode("k", value).data
-    assert second.seen == b"|0123456789ab00000a"
-    second.data["profile"]["tags"].append("b")
-    second.data["items"][0]["x"] = 2
-    second.data["n"] = 2
-    assert cache.decode("k", value).data == {"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}
+    first, _, _ = cache.load("k", value)
+    second, _, seen = cache.load("k", value)
+    assert second == first == decode("k", value).data
+    assert seen == b"|0123456789ab00000a"
+    second["profile"]["tags"].append("b")
+    second["items"][0]["x"] = 2
+    second["n"] = 2
+    assert cache.load("k", value)[0] == {"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}
 
 
 def test_bytes_that_differ_in_any_way_are_decoded_afresh() -> None:
     cache = DocumentCache(8)
-    cache.decode("k", stored({"n": 1}))
-    assert cache.decode("k", stored({"n": 2})).data == {"n": 2}
-    assert cache.decode("k", bytes(stored({"n": 2}))).data == {"n": 2}  # equal bytes, another object
+    cache.load("k", stored({"n": 1}))
+    assert cache.load("k", stored({"n": 2}))[0] == {"n": 2}
+    assert cache.load("k", bytes(stored({"n": 2})))[0] == {"n": 2}  # equal bytes, another object
 
 
 def test_kept_data_is_copied_so_later_changes_do_not_reach_it() -> None:
@@ -48,7 +48,7 @@ def test_kept_data_is_copied_so_later_changes_do_not_reach_it() -> None:
         cache.keep("k", value, data, {}, b"", data_bytes)
         data["n"] = 2
         data["l"].append(2)
-        assert cache.decode("k", value).data == {"n": 1, "l": [1]}
+        assert cache.load("k", value)[0] == {"n": 1, "l": [1]}
 
 
 def test_flat_documents_found_from_their_bytes_are_copied_too() -> None:
@@ -56,24 +56,24 @@ def test_flat_documents_found_from_their_bytes_are_copied_too() -> None:
     data = {"a": "text with { and [ inside", "b": 1}
     value = stored(data)
     cache.keep("k", value, data, {}, b"", encode_data(data))
-    copy = cache.decode("k", value)
-    copy.data["a"] = "changed"
-    assert cache.decode("k", value).data == {"a": "text with { and [ inside", "b": 1}
+    copy, _, _ = cache.load("k", value)
+    copy["a"] = "changed"
+    assert cache.load("k", value)[0] == {"a": "text with { and [ inside", "b": 1}
 
 
 def test_the_oldest_kept_document_goes_first_and_large_ones_are_not_kept() -> None:
     cache = DocumentCache(2, max_document_bytes=200)
     for key in ("a", "b", "c"):
-        cache.decode(key, stored({"key": key}))
+        cache.load(key, stored({"key": key}))
     assert len(cache) == 2
     cache.keep("b", stored({"key": "b2"}), {"key": "b2"}, {}, b"")  # rewritten: now the newest
-    cache.decode("d", stored({"key": "d"}))
+    cache.load("d", stored({"key": "d"}))
     assert len(cache) == 2
-    assert cache.decode("b", stored({"key": "b2"})).data == {"key": "b2"}
+    assert cache.load("b", stored({"key": "b2"}))[0] == {"key": "b2"}
     cache.forget("b")
     assert len(cache) == 1
     large = stored({"pad": "x" * 300})
-    assert cache.decode("e", large).data == {"pad": "x" * 300}  # decoded, not kept
+    assert cache.load("e", large)[0] == {"pad": "x" * 300}  # decoded, not kept
     assert len(cache) == 1
     cache.clear()
     assert len(cache) == 0
@@ -85,7 +85,7 @@ def test_documents_nested_past_the_recursion_limit_are_refused_or_not_kept() -> 
     cache = DocumentCache(8)
     too_deep = b'{"v":1,"data":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}"
     with pytest.raises(CorruptDocumentError, match=r"'k'.*nested too deeply"):
-        cache.decode("k", too_deep)
+        cache.load("k", too_deep)
     deep: list[Any] = []
     for _ in range(5000):
         deep = [deep]
@@ -96,7 +96,7 @@ def test_documents_nested_past_the_recursion_limit_are_refused_or_not_kept() -> 
 def test_corrupt_bytes_raise_and_are_not_kept() -> None:
     cache = DocumentCache(8)
     with pytest.raises(CorruptDocumentError, match="'k'"):
-        cache.decode("k", b"not json")
+        cache.load("k", b"not json")
     assert len(cache) == 0
 
 

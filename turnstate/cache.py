@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from turnstate.document import Document, decode
+from turnstate.document import decode
 
 _Entry = tuple[bytes, dict[str, Any], tuple[str, ...], dict[str, msgspec.Raw], bytes]
 """(stored bytes, data, the fields holding an object or a list, meta, seen): a plain tuple, the cheapest
@@ -53,9 +53,9 @@ class DocumentCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def decode(self, key: str, value: bytes) -> Document:
-        """The document stored as ``value`` under ``key``: a copy of the kept one if the bytes are the
-        same, else freshly decoded (and kept). Raises CorruptDocumentError like
+    def load(self, key: str, value: bytes) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes]:
+        """The document stored as ``value`` under ``key``, as (data, meta, seen): a copy of the kept one if
+        the bytes are the same, else freshly decoded (and kept). Raises CorruptDocumentError like
         :func:`turnstate.document.decode`."""
         entry = self._entries.get(key)
         if entry is not None and (entry[0] is value or entry[0] == value):
@@ -67,10 +67,10 @@ class DocumentCache:
             except RecursionError:
                 pass  # called from deeper down than when it was kept: decode instead
             else:
-                return Document(data, meta, seen)
+                return data, meta, seen
         doc = decode(key, value)
         self.keep(key, value, doc.data, doc.meta, doc.seen)
-        return doc
+        return doc.data, doc.meta, doc.seen
 
     def keep(
         self,

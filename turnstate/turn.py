@@ -139,7 +139,7 @@ class Turn:
         encrypted = codec.scopes if codec is not None else ()
         guard = manager.guard
         slots = self._slots
-        decode = document.decode if manager.documents is None else manager.documents.decode
+        decode = _decode if manager.documents is None else manager.documents.load
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         for spec, key in plan.wanted:
@@ -150,8 +150,7 @@ class Turn:
                 slots.append(_Slot(spec, key, scope, document.EMPTY, None, _NO_META, b"", None))
             else:
                 loaded = item.value
-                doc = decode(key, loaded)
-                data, seen = doc.data, doc.seen
+                data, meta, seen = decode(key, loaded)
                 sealed: Sealed | None = None
                 if name in encrypted:
                     assert codec is not None
@@ -162,7 +161,7 @@ class Turn:
                     if contains(seen, token):
                         self.duplicate = True
                 scope = ScopeState(name, key, data, guard)
-                slots.append(_Slot(spec, key, scope, loaded, item.etag, doc.meta, seen, sealed))
+                slots.append(_Slot(spec, key, scope, loaded, item.etag, meta, seen, sealed))
             scopes[name] = scope
         manager.stats.turns += 1
         if self.duplicate:
@@ -338,6 +337,11 @@ class Turn:
         self._closed = True
         if self.state is not None:
             self.state._close()
+
+
+def _decode(key: str, value: bytes) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes]:
+    doc = document.decode(key, value)
+    return doc.data, doc.meta, doc.seen
 
 
 def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]:
