@@ -204,6 +204,23 @@ def _plan(
     return copy
 
 
+def _flat_jobs(
+    flat: dict[str, tuple[str, ...]], data: dict[str, Any], container: dict[str, Any]
+) -> list[_Job]:
+    """(container, name, path) for each declared top-level name present in ``data``."""
+    jobs: list[_Job] = []
+    if len(flat) <= len(data):  # walk the fewer: the declared names or the fields present
+        for name, path in flat.items():
+            if name in data:
+                jobs.append((container, name, path))
+    else:
+        for name in data:
+            found = flat.get(name)
+            if found is not None:
+                jobs.append((container, name, found))
+    return jobs
+
+
 def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], found: list[_Job]) -> None:
     """Collect (container, name, path) for each present matched field, without copying."""
     children = node.children
@@ -386,16 +403,7 @@ class FieldEncryption:
         flat = self._flat.get(scope)
         if flat is not None:
             out = dict(data)
-            jobs: list[_Job] = []
-            if len(flat) <= len(data):  # walk the fewer: the declared names or the fields present
-                for name, path in flat.items():
-                    if name in data:
-                        jobs.append((out, name, path))
-            else:
-                for name in data:
-                    found_path = flat.get(name)
-                    if found_path is not None:
-                        jobs.append((out, name, found_path))
+            jobs = _flat_jobs(flat, data, out)
         else:
             jobs = []
             planned = _plan(root, data, (), jobs)
@@ -446,16 +454,7 @@ class FieldEncryption:
             return data
         flat = self._flat.get(scope)
         if flat is not None:
-            found: list[_Job] = []
-            if len(flat) <= len(data):  # walk the fewer: the declared names or the fields present
-                for name, path in flat.items():
-                    if name in data:
-                        found.append((data, name, path))
-            else:
-                for name in data:
-                    found_path = flat.get(name)
-                    if found_path is not None:
-                        found.append((data, name, found_path))
+            found = _flat_jobs(flat, data, data)
         else:
             found = []
             _visit(root, data, (), found)

@@ -97,6 +97,19 @@ def assert_unavailable(info: pytest.ExceptionInfo[StorageUnavailableError], acti
     assert isinstance(info.value.__cause__, AzureError)
 
 
+async def assert_read_and_write_unavailable(
+    storage: CosmosStorage, key: str, etag: str
+) -> pytest.ExceptionInfo[StorageUnavailableError]:
+    """A read of ``key`` and a write over ``etag`` both raise StorageUnavailableError; the write's info."""
+    with pytest.raises(StorageUnavailableError) as read_info:
+        await storage.read([key])
+    assert_unavailable(read_info, "read", key)
+    with pytest.raises(StorageUnavailableError) as write_info:
+        await storage.write({key: WriteItem(b'{"n":2}', if_match=etag)})
+    assert_unavailable(write_info, "write", key)
+    return write_info
+
+
 async def test_killed_server_fails_reads_and_writes_with_storage_unavailable(
     own_server: CosmosTestServer, storage: CosmosStorage
 ) -> None:
@@ -105,12 +118,7 @@ async def test_killed_server_fails_reads_and_writes_with_storage_unavailable(
     etag = (await storage.write({key: WriteItem(b'{"n":1}')}))[key]
     kill(own_server)
 
-    with pytest.raises(StorageUnavailableError) as read_info:
-        await storage.read([key])
-    assert_unavailable(read_info, "read", key)
-    with pytest.raises(StorageUnavailableError) as write_info:
-        await storage.write({key: WriteItem(b'{"n":2}', if_match=etag)})
-    assert_unavailable(write_info, "write", key)
+    write_info = await assert_read_and_write_unavailable(storage, key, etag)
     assert "re-read before writing again" in str(write_info.value)
 
 
@@ -152,12 +160,7 @@ async def test_stalled_server_times_out_with_storage_unavailable_then_recovers(
 
     os.kill(pid, signal.SIGSTOP)
     try:
-        with pytest.raises(StorageUnavailableError) as read_info:
-            await storage.read([key])
-        assert_unavailable(read_info, "read", key)
-        with pytest.raises(StorageUnavailableError) as write_info:
-            await storage.write({key: WriteItem(b'{"n":2}', if_match=etag)})
-        assert_unavailable(write_info, "write", key)
+        await assert_read_and_write_unavailable(storage, key, etag)
     finally:
         os.kill(pid, signal.SIGCONT)
 
