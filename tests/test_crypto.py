@@ -384,6 +384,110 @@ def test_unencodable_value_raises_without_showing_it() -> None:
     assert SECRET not in str(info.value)
 
 
+# -- remembered plaintext (decrypted_cache) -------------------------------------------------------------
+
+
+class CountingCipher:
+    """Wraps the ring's AESGCM object to count decryptions (the real cipher does the work)."""
+
+    def __init__(self, inner: AESGCM) -> None:
+        self.inner = inner
+        self.decrypts = 0
+
+    def encrypt(self, nonce: bytes, data: bytes, ad: bytes) -> bytes:
+        return self.inner.encrypt(nonce, data, ad)
+
+    def decrypt(self, nonce: bytes, data: bytes, ad: bytes) -> bytes:
+        self.decrypts += 1
+        return self.inner.decrypt(nonce, data, ad)
+
+
+def counting(enc: FieldEncryption) -> CountingCipher:
+    cipher = CountingCipher(enc.keys._ciphers["k1"])
+    enc.keys._ciphers["k1"] = cipher  # type: ignore[assignment]
+    return cipher
+
+
+def test_an_unchanged_envelope_is_opened_from_memory_after_it_was_made_or_read() -> None:
+    enc = user_enc()
+    cipher = counting(enc)
+    stored = enc.encrypt_data("user", "user/a", {"email": SECRET, "phone": "+1 555 0100"})
+    assert enc.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {
+        "email": SECRET,
+        "phone": "+1 555 0100",
+    }
+    assert cipher.decrypts == 0
+    # another instance (another process) reads what this one did not make: decrypted once, then remembered
+    reader = user_enc()
+    reader_cipher = counting(reader)
+    for _ in range(3):
+        assert reader.decrypt_data("user", "user/a", copy.deepcopy(stored))["email"] == SECRET
+    assert reader_cipher.decrypts == 2
+
+
+def test_a_remembered_envelope_still_fails_when_moved_or_altered() -> None:
+    """Memory is keyed by the exact text, storage key, scope and path: anything else is decrypted again."""
+    enc = FieldEncryption(["user.email", "user.phone", "private.email"], ring1())
+    stored = enc.encrypt_data("user", "user/alice", {"email": SECRET, "phone": "+1 555 0100"})
+    assert enc.decrypt_data("user", "user/alice", copy.deepcopy(stored))["email"] == SECRET
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        enc.decrypt_data("user", "user/mallory", {"email": stored["email"]})
+    with pytest.raises(DecryptionError, match=re.escape("'user.phone'")):
+        enc.decrypt_data("user", "user/alice", {"phone": stored["email"]})
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        enc.decrypt_data("private", "user/alice", {"email": stored["email"]})
+    text = envelope_text(stored, "email")
+    flipped = text[:-3] + ("B" if text[-3] == "A" else "A") + text[-2:]
+    with pytest.raises(DecryptionError):
+        enc.decrypt_data("user", "user/alice", {"email": {"$enc": flipped}})
+    with pytest.raises(DecryptionError, match="malformed"):
+        enc.decrypt_data("user", "user/alice", {"email": {"$enc": text, "extra": 1}})
+
+
+def test_a_remembered_envelope_under_a_dropped_key_fails_with_the_new_ring() -> None:
+    old = FieldEncryption(["user.email"], KeyRing({"k1": KEY1}))
+    stored = old.encrypt_data("user", "user/a", {"email": SECRET})
+    assert old.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {"email": SECRET}
+    rotated = old.with_keys(KeyRing({"k2": KEY2}))
+    with pytest.raises(DecryptionError, match="does not hold"):
+        rotated.decrypt_data("user", "user/a", copy.deepcopy(stored))
+
+
+def test_decrypted_cache_off_decrypts_every_time() -> None:
+    enc = user_enc(decrypted_cache=0)
+    cipher = counting(enc)
+    stored = enc.encrypt_data("user", "user/a", {"email": SECRET})
+    for _ in range(3):
+        assert enc.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {"email": SECRET}
+    assert cipher.decrypts == 3
+    assert "decrypted_cache=0" in repr(enc) and SECRET not in repr(enc)
+
+
+def test_decrypted_cache_is_bounded_and_skips_large_values() -> None:
+    enc = FieldEncryption(["user.email", "user.profile"], ring1(), decrypted_cache=4)
+    cipher = counting(enc)
+    docs = {
+        f"user/{i}": enc.encrypt_data("user", f"user/{i}", {"email": f"u{i}@example.com"}) for i in range(6)
+    }
+    for key in reversed(docs):
+        assert enc.decrypt_data("user", key, copy.deepcopy(docs[key]))["email"].endswith("@example.com")
+    # two generations of two: the four newest were remembered, the two oldest had to be decrypted
+    assert cipher.decrypts == 2
+    big = {"email": SECRET, "profile": {"note": "x" * 2000}}
+    stored = enc.encrypt_data("user", "user/big", big)
+    assert enc.decrypt_data("user", "user/big", copy.deepcopy(stored)) == big
+    assert cipher.decrypts == 3  # the 2 KB profile is decrypted; the small email came from memory
+    enc.forget_decrypted()
+    enc.decrypt_data("user", "user/big", copy.deepcopy(stored))
+    assert cipher.decrypts == 5
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, "10", None])
+def test_decrypted_cache_must_be_a_count(size: Any) -> None:
+    with pytest.raises(ValueError, match="decrypted_cache must be 0"):
+        user_enc(decrypted_cache=size)
+
+
 # -- needs_reencrypt and rotation ----------------------------------------------------------------------
 
 

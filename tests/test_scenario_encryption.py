@@ -231,3 +231,59 @@ async def test_unchanged_encrypted_fields_keep_their_envelope_and_changed_ones_g
     async with manager(backend, rotated).turn(message()) as state:
         state.user.set("name", "again")  # a write under a new primary key re-encrypts every field
     assert all(".k2." in envelope for envelope in (await envelopes()).values())
+
+
+async def test_a_manager_that_remembers_plaintext_still_rejects_moved_and_altered_envelopes(
+    backend: Backend,
+) -> None:
+    """One long-lived manager wrote and read the envelopes (so it remembers their plaintext); the same
+    envelopes copied to another user or field, or altered, still fail in its turns."""
+    keys = ring("k1")
+    bot = manager(backend, keys)
+    for user in ("29:alice", "29:bob"):
+        async with bot.turn(message(user=user)) as state:
+            state.user.set("email", EMAIL)
+            state.user.set("phone", PHONE)
+        async with bot.turn(message(user=user)) as state:
+            assert state.user.get("email") == EMAIL
+    docs = await raw_documents(backend)
+    alice = next(k for k in docs if k.startswith("user/") and "alice" in k)
+    bob = next(k for k in docs if k.startswith("user/") and "bob" in k)
+    storage = backend.open()
+    await storage.write({bob: WriteItem(docs[alice])})
+    with pytest.raises(DecryptionError) as info:
+        async with bot.turn(message(user="29:bob")):
+            pass
+    assert repr(bob) in str(info.value) and EMAIL not in str(info.value)
+
+    doc = document.decode(alice, docs[alice])
+    swapped = dict(doc.data, email=doc.data["phone"], phone=doc.data["email"])
+    await storage.write({alice: WriteItem(document.encode(document.encode_data(swapped)))})
+    with pytest.raises(DecryptionError, match=r"user\.email|user\.phone"):
+        async with bot.turn(message(user="29:alice")):
+            pass
+
+    version, kid, blob = doc.data["email"]["$enc"].split(".")
+    raw = bytearray(base64.b64decode(blob))
+    raw[0] ^= 1
+    altered = dict(doc.data, email={"$enc": f"{version}.{kid}.{base64.b64encode(bytes(raw)).decode()}"})
+    await storage.write({alice: WriteItem(document.encode(document.encode_data(altered)))})
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        async with bot.turn(message(user="29:alice")):
+            pass
+    # put back as it was, the document reads again in the same manager
+    await storage.write({alice: WriteItem(docs[alice])})
+    async with bot.turn(message(user="29:alice")) as state:
+        assert state.user.get("email") == EMAIL and state.user.get("phone") == PHONE
+
+
+async def test_decrypted_cache_off_is_passed_to_field_encryption(backend: Backend) -> None:
+    async def provider() -> KeyRing:
+        return ring("k1")
+
+    for keys in (ring("k1"), provider):
+        bot = StateManager(backend.open(), encrypt=PATHS, keys=keys, decrypted_cache=0)
+        await bot.load_keys()
+        assert "decrypted_cache=0" in repr(bot.codec)
+    with pytest.raises(ValueError, match="decrypted_cache must be 0"):
+        StateManager(backend.open(), encrypt=PATHS, keys=provider, decrypted_cache=-1)

@@ -88,8 +88,12 @@ async def _open(args: argparse.Namespace) -> Storage:
 
 async def _reencrypt(args: argparse.Namespace, out: TextIO) -> int:
     ttls = _ttls(args.ttl)
+    # each document is read once, so remembering plaintext would only hold memory
     encryption = FieldEncryption(
-        args.encrypt, KeyRing.from_env(args.keys_env), allow_plaintext=args.migrate_plaintext
+        args.encrypt,
+        KeyRing.from_env(args.keys_env),
+        allow_plaintext=args.migrate_plaintext,
+        decrypted_cache=0,
     )
     storage = await _open(args)
     last: list[str] = []

@@ -146,6 +146,11 @@ def _compile(patterns: Iterable[str]) -> tuple[tuple[str, ...], dict[str, _Node]
 
 _Job = tuple[dict[str, Any], str, tuple[str, ...]]
 
+_Memo = tuple[str, str, tuple[str, ...], bytes]
+"""What an envelope's text was authenticated for: (storage key, scope, path, plaintext)."""
+
+_MEMO_MAX_PLAINTEXT = 1024
+
 
 class _RandomPool:
     """os.urandom bytes drawn 4 KiB at a time; each byte is handed out once. Emptied in a forked child,
@@ -248,6 +253,12 @@ class FieldEncryption:
     Every encryption uses a fresh nonce, so encrypting equal data twice gives different bytes, unless the
     same ``sealed`` record is passed to :meth:`decrypt_data` and :meth:`encrypt_data`: unchanged fields
     then keep their envelope, and the encrypted form of unchanged data is byte-for-byte the stored one.
+
+    ``decrypted_cache``: how many envelopes (of up to 1 KiB of plaintext each) to remember the plaintext
+    of, once this instance has made them or authenticated them. An envelope is only ever taken from this
+    memory for the exact text, storage key, scope and path it was authenticated for, under this instance's
+    keys, so a turn over a document this process has seen skips AES for its unchanged fields and anything
+    altered, moved or relabelled is still decrypted and fails. 0 keeps no plaintext between calls.
     """
 
     __slots__ = (
@@ -257,6 +268,10 @@ class FieldEncryption:
         "_flat",
         "_head",
         "_keys",
+        "_memo",
+        "_memo_half",
+        "_memo_old",
+        "_memo_size",
         "_paths",
         "_primary",
         "_random",
@@ -265,12 +280,21 @@ class FieldEncryption:
         "_suffixes",
     )
 
-    def __init__(self, paths: Iterable[str], keys: KeyRing, *, allow_plaintext: bool = False) -> None:
+    def __init__(
+        self,
+        paths: Iterable[str],
+        keys: KeyRing,
+        *,
+        allow_plaintext: bool = False,
+        decrypted_cache: int = 4096,
+    ) -> None:
         if not isinstance(keys, KeyRing):
             raise KeyRingError(
                 f"keys must be a KeyRing, got {type(keys).__name__}; resolve a provider first with "
                 "'await load_keys(source)'"
             )
+        if type(decrypted_cache) is not int or decrypted_cache < 0:
+            raise ValueError(f"decrypted_cache must be 0 (off) or more envelopes, got {decrypted_cache!r}")
         self._paths, self._roots = _compile(paths)
         # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
         self._flat: dict[str, dict[str, tuple[str, ...]]] = {
@@ -291,6 +315,10 @@ class FieldEncryption:
         self._random: Callable[[int], bytes] = _pool.take
         self._ad_cache: dict[tuple[str, str, str], bytes] = {}
         self._suffixes: dict[tuple[str, ...], bytes] = {}
+        self._memo: dict[str, _Memo] = {}
+        self._memo_old: dict[str, _Memo] = {}
+        self._memo_size = decrypted_cache
+        self._memo_half = max(1, decrypted_cache // 2)
 
     @staticmethod
     def check_paths(paths: Iterable[str]) -> None:
@@ -300,7 +328,7 @@ class FieldEncryption:
     def __repr__(self) -> str:
         return (
             f"FieldEncryption(paths={list(self._paths)!r}, keys={self._keys!r}, "
-            f"allow_plaintext={self._allow_plaintext})"
+            f"allow_plaintext={self._allow_plaintext}, decrypted_cache={self._memo_size})"
         )
 
     @property
@@ -327,7 +355,9 @@ class FieldEncryption:
 
     def with_keys(self, keys: KeyRing) -> FieldEncryption:
         """Return the same paths and mode over another ring (for example after promoting a key)."""
-        return FieldEncryption(self._paths, keys, allow_plaintext=self._allow_plaintext)
+        return FieldEncryption(
+            self._paths, keys, allow_plaintext=self._allow_plaintext, decrypted_cache=self._memo_size
+        )
 
     # -- which fields ------------------------------------------------------------------------------------
 
@@ -415,6 +445,7 @@ class FieldEncryption:
         head = self._head
         ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(kid, storage_key, scope)
         suffixes = self._suffixes
+        remember = self._memo_size
         for container, name, path in jobs:
             value = container[name]
             try:
@@ -434,10 +465,13 @@ class FieldEncryption:
                 raise EncryptionError("the random source returned too few bytes")
             suffix = suffixes.get(path) or self._suffix(path)
             box = nonce + encrypt(nonce, plaintext, ad_prefix + suffix)
-            envelope = {ENVELOPE_MARKER: head + _b2a(box, newline=False).decode()}
+            text = head + _b2a(box, newline=False).decode()
+            envelope = {ENVELOPE_MARKER: text}
             container[name] = envelope
             if sealed is not None:
                 sealed[path] = (plaintext, envelope)
+            if remember:
+                self._remember(text, storage_key, scope, path, plaintext)
         return out
 
     def decrypt_data(
@@ -467,32 +501,66 @@ class FieldEncryption:
         decrypt = ring._ciphers[primary].decrypt
         prefix: bytes | None = None
         suffixes = self._suffixes
+        memo = self._memo
+        older = self._memo_old
         for container, name, path in found:
             value = container[name]
             if type(value) is not dict or ENVELOPE_MARKER not in value:
                 if self._allow_plaintext:
                     continue
                 raise PlaintextFieldError(storage_key, _show(scope, path))
-            # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a
-            # failure) goes to _open, which checks every step and raises the precise error.
             text = value[ENVELOPE_MARKER]
-            if len(value) == 1 and type(text) is str and text.startswith(head):
-                if prefix is None:
-                    prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
-                        primary, storage_key, scope
-                    )
-                suffix = suffixes.get(path) or self._suffix(path)
-                try:
-                    raw = _a2b(text[skip:], strict_mode=True)
-                    plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix)
+            if len(value) == 1 and type(text) is str:
+                # An envelope this instance made or authenticated, for this very key, scope and path: the
+                # same bytes under the same key and associated data would decrypt to the same plaintext.
+                known = memo.get(text) or older.get(text)
+                if known is not None and known[0] == storage_key and known[1] == scope and known[2] == path:
+                    plaintext = known[3]
                     container[name] = _decode(plaintext)
                     if sealed is not None:
                         sealed[path] = (plaintext, value)
                     continue
-                except (ValueError, InvalidTag, msgspec.DecodeError):
-                    pass
+                # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a
+                # failure) goes to _open, which checks every step and raises the precise error.
+                if text.startswith(head):
+                    if prefix is None:
+                        prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
+                            primary, storage_key, scope
+                        )
+                    suffix = suffixes.get(path) or self._suffix(path)
+                    try:
+                        raw = _a2b(text[skip:], strict_mode=True)
+                        plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix)
+                        container[name] = _decode(plaintext)
+                    except (ValueError, InvalidTag, msgspec.DecodeError):
+                        pass
+                    else:
+                        if sealed is not None:
+                            sealed[path] = (plaintext, value)
+                        if self._memo_size:
+                            self._remember(text, storage_key, scope, path, plaintext)
+                        continue
             container[name] = self._open(value, scope, storage_key, path, ring)
         return data
+
+    def _remember(
+        self, text: str, storage_key: str, scope: str, path: tuple[str, ...], plaintext: bytes
+    ) -> None:
+        """Note that envelope ``text`` holds ``plaintext`` at ``path`` of ``scope`` in ``storage_key``."""
+        if len(plaintext) > _MEMO_MAX_PLAINTEXT:
+            return
+        memo = self._memo
+        if len(memo) >= self._memo_half:
+            # two generations of half the size each: dropping the older one is O(1), unlike evicting the
+            # oldest entry of one dict one at a time
+            self._memo_old = memo
+            memo = self._memo = {}
+        memo[text] = (storage_key, scope, path, plaintext)
+
+    def forget_decrypted(self) -> None:
+        """Drop every plaintext remembered by ``decrypted_cache``."""
+        self._memo = {}
+        self._memo_old = {}
 
     def _open(
         self,

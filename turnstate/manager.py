@@ -72,6 +72,9 @@ class StateManager:
     ``document_cache``: how many recently loaded or written documents (of up to 16 KiB stored each) to
     keep decoded, so a turn whose documents are stored exactly as this process last saw them skips
     decoding them (0 turns this off). Kept in their stored form: encrypted fields stay encrypted.
+    ``decrypted_cache``: how many encrypted fields' envelopes to remember the plaintext of, so a turn
+    skips AES for fields this process wrote or read before and that are stored unchanged (0 turns this
+    off); see :class:`~turnstate.crypto.FieldEncryption`.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class StateManager:
         refuse_secrets: bool = True,
         allow_secrets: Iterable[str] = (),
         document_cache: int = 1024,
+        decrypted_cache: int = 4096,
     ) -> None:
         if not isinstance(storage, Storage):
             raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
@@ -133,6 +137,7 @@ class StateManager:
         self._keys_lock = asyncio.Lock()
         self._encrypt = tuple(encrypt)
         self._migrate_plaintext = migrate_plaintext
+        self._decrypted_cache = decrypted_cache
         if self._encrypt:
             if codec is not None:
                 raise ValueError("pass either encrypt=[...] with keys, or a codec, not both")
@@ -141,10 +146,19 @@ class StateManager:
                     "encrypt=[...] needs keys: a KeyRing (e.g. KeyRing.from_env()) or a key provider"
                 )
             if isinstance(keys, KeyRing):
-                self.codec = FieldEncryption(self._encrypt, keys, allow_plaintext=migrate_plaintext)
+                self.codec = FieldEncryption(
+                    self._encrypt,
+                    keys,
+                    allow_plaintext=migrate_plaintext,
+                    decrypted_cache=decrypted_cache,
+                )
             else:
                 self._keys = keys
                 FieldEncryption.check_paths(self._encrypt)
+                if type(decrypted_cache) is not int or decrypted_cache < 0:
+                    raise ValueError(
+                        f"decrypted_cache must be 0 (off) or more envelopes, got {decrypted_cache!r}"
+                    )
             known = {spec.name for spec in specs}
             encrypted = {parse(path)[0] for path in self._encrypt}
             if not encrypted <= known:
@@ -198,7 +212,12 @@ class StateManager:
         async with self._keys_lock:
             if self._keys is not None:
                 ring = await load_keys(self._keys)
-                self.codec = FieldEncryption(self._encrypt, ring, allow_plaintext=self._migrate_plaintext)
+                self.codec = FieldEncryption(
+                    self._encrypt,
+                    ring,
+                    allow_plaintext=self._migrate_plaintext,
+                    decrypted_cache=self._decrypted_cache,
+                )
                 self._keys = None
 
 
