@@ -199,6 +199,28 @@ async def test_only_declared_encrypted_fields_share_their_stored_objects() -> No
             state.user.set("n", 2)
 
 
+def test_shared_envelopes_are_shared_and_every_other_object_is_copied() -> None:
+    """A document whose only objects are shared envelopes is kept without a walk; one more object of any
+    kind (or an envelope-shaped value under a name not shared) is copied for each turn."""
+    envelope = {"$enc": "v1.k1.AAAA"}
+    for data, copied in (
+        ({"email": envelope, "note": "{not an object}"}, ()),
+        ({"email": envelope, "profile": {"a": 1}}, ("profile",)),
+        ({"email": envelope, "other": {"$enc": "v1.k1.BBBB"}}, ("other",)),
+        ({"email": "plaintext", "profile": {"a": 1}}, ("profile",)),
+    ):
+        cache = DocumentCache(8)
+        value = stored(data)
+        cache.keep("user/a", value, data, {}, b"", encode_data(data), shared=frozenset({"email", "phone"}))
+        first, _, _ = cache.load("user/a", value)
+        second, _, _ = cache.load("user/a", value)
+        assert first == second == data
+        if type(data["email"]) is dict:
+            assert first["email"] is second["email"]  # envelopes are never edited in place: shared
+        for name in copied:
+            assert first[name] is not second[name] and first[name] is not data[name]
+
+
 async def test_a_turns_bookkeeping_shows_no_field_value_in_reprs() -> None:
     manager = StateManager(MemoryStorage(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}))
     async with manager.turn(message()) as state:

@@ -12,7 +12,7 @@ Entries hold documents in their stored form, so encrypted fields stay encrypted 
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Collection
 from contextlib import suppress
 from typing import Any
 
@@ -80,7 +80,7 @@ class DocumentCache:
         meta: dict[str, msgspec.Raw],
         seen: bytes,
         data_bytes: bytes | None = None,
-        shared: Container[str] = (),
+        shared: Collection[str] = (),
     ) -> None:
         """Remember that ``value`` decodes to ``data`` (copied, so the caller may go on changing it).
 
@@ -98,13 +98,20 @@ class DocumentCache:
             return
         # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
         # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
-        if (
-            data_bytes is not None
-            and not data_bytes.rpartition(b"{")[0]
-            and not data_bytes.partition(b"[")[1]
-        ):
-            entries[key] = (value, data.copy(), (), meta, seen)
-            return
+        if data_bytes is not None and not data_bytes.partition(b"[")[1]:
+            if not data_bytes.rpartition(b"{")[0]:
+                entries[key] = (value, data.copy(), (), meta, seen)
+                return
+            if shared:
+                # each shared envelope holds exactly one '{' (its text is base64); if they account for
+                # every '{' after the opening one, no other field holds an object
+                envelopes = 0
+                for name in shared:
+                    if type(data.get(name)) is dict:
+                        envelopes += 1
+                if data_bytes.count(b"{") == envelopes + 1:
+                    entries[key] = (value, data.copy(), (), meta, seen)
+                    return
         copy = data.copy()
         nested = []
         try:

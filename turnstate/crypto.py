@@ -440,12 +440,8 @@ class FieldEncryption:
             if planned is None:
                 return dict(data)
             out = planned
-        kid = self._primary
-        encrypt = self._keys._ciphers[kid].encrypt
-        head = self._head
-        ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(kid, storage_key, scope)
+        ad_prefix: bytes | None = None  # looked up only if a field is sealed anew
         suffixes = self._suffixes
-        remember = self._memo_size
         for container, name, path in jobs:
             value = container[name]
             try:
@@ -463,14 +459,19 @@ class FieldEncryption:
             nonce = self._random(NONCE_SIZE)
             if len(nonce) != NONCE_SIZE:
                 raise EncryptionError("the random source returned too few bytes")
+            kid = self._primary
+            if ad_prefix is None:
+                ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(
+                    kid, storage_key, scope
+                )
             suffix = suffixes.get(path) or self._suffix(path)
-            box = nonce + encrypt(nonce, plaintext, ad_prefix + suffix)
-            text = head + _b2a(box, newline=False).decode()
+            box = nonce + self._keys._ciphers[kid].encrypt(nonce, plaintext, ad_prefix + suffix)
+            text = self._head + _b2a(box, newline=False).decode()
             envelope = {ENVELOPE_MARKER: text}
             container[name] = envelope
             if sealed is not None:
                 sealed[path] = (plaintext, envelope)
-            if remember:
+            if self._memo_size:
                 self._remember(text, storage_key, scope, path, plaintext)
         return out
 
