@@ -495,12 +495,8 @@ class FieldEncryption:
             _visit(root, data, (), found)
         if not found:
             return data
-        ring = self._keys
-        primary = self._primary
         head = self._head
-        skip = len(head)
-        decrypt = ring._ciphers[primary].decrypt
-        prefix: bytes | None = None
+        prefix: bytes | None = None  # looked up only if a field is decrypted with AES
         suffixes = self._suffixes
         memo = self._memo
         older = self._memo_old
@@ -524,14 +520,17 @@ class FieldEncryption:
                 # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a
                 # failure) goes to _open, which checks every step and raises the precise error.
                 if text.startswith(head):
+                    primary = self._primary
                     if prefix is None:
                         prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
                             primary, storage_key, scope
                         )
                     suffix = suffixes.get(path) or self._suffix(path)
                     try:
-                        raw = _a2b(text[skip:], strict_mode=True)
-                        plaintext = decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix)
+                        raw = _a2b(text[len(head) :], strict_mode=True)
+                        plaintext = self._keys._ciphers[primary].decrypt(
+                            raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix
+                        )
                         container[name] = _decode(plaintext)
                     except (ValueError, InvalidTag, msgspec.DecodeError):
                         pass
@@ -541,7 +540,7 @@ class FieldEncryption:
                         if self._memo_size:
                             self._remember(text, storage_key, scope, path, plaintext)
                         continue
-            container[name] = self._open(value, scope, storage_key, path, ring)
+            container[name] = self._open(value, scope, storage_key, path, self._keys)
         return data
 
     def _remember(
