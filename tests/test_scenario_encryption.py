@@ -46,6 +46,16 @@ async def write_pii(backend: Backend, keys: KeyRing, user: str = "29:user-1") ->
         )
 
 
+async def copy_alice_onto_bob(backend: Backend) -> tuple[dict[str, bytes], str, str]:
+    """Overwrite bob's user document with alice's stored bytes; return the documents as they were and the
+    two keys."""
+    docs = await raw_documents(backend)
+    alice = next(k for k in docs if k.startswith("user/") and "alice" in k)
+    bob = next(k for k in docs if k.startswith("user/") and "bob" in k)
+    await backend.open().write({bob: WriteItem(docs[alice])})
+    return docs, alice, bob
+
+
 async def test_stored_bytes_hold_no_plaintext_and_the_bot_reads_it_back(backend: Backend) -> None:
     keys = ring("k1")
     await write_pii(backend, keys)
@@ -75,11 +85,7 @@ async def test_ciphertext_moved_to_another_user_fails(backend: Backend) -> None:
     keys = ring("k1")
     await write_pii(backend, keys, user="29:alice")
     await write_pii(backend, keys, user="29:bob")
-    docs = await raw_documents(backend)
-    alice = next(k for k in docs if k.startswith("user/") and "alice" in k)
-    bob = next(k for k in docs if k.startswith("user/") and "bob" in k)
-    storage = backend.open()
-    await storage.write({bob: WriteItem(docs[alice])})
+    _, _, bob = await copy_alice_onto_bob(backend)
     with pytest.raises(DecryptionError) as info:
         async with manager(backend, keys).turn(message(user="29:bob")):
             pass
@@ -246,11 +252,8 @@ async def test_a_manager_that_remembers_plaintext_still_rejects_moved_and_altere
             state.user.set("phone", PHONE)
         async with bot.turn(message(user=user)) as state:
             assert state.user.get("email") == EMAIL
-    docs = await raw_documents(backend)
-    alice = next(k for k in docs if k.startswith("user/") and "alice" in k)
-    bob = next(k for k in docs if k.startswith("user/") and "bob" in k)
+    docs, alice, bob = await copy_alice_onto_bob(backend)
     storage = backend.open()
-    await storage.write({bob: WriteItem(docs[alice])})
     with pytest.raises(DecryptionError) as info:
         async with bot.turn(message(user="29:bob")):
             pass

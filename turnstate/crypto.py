@@ -293,8 +293,7 @@ class FieldEncryption:
                 f"keys must be a KeyRing, got {type(keys).__name__}; resolve a provider first with "
                 "'await load_keys(source)'"
             )
-        if type(decrypted_cache) is not int or decrypted_cache < 0:
-            raise ValueError(f"decrypted_cache must be 0 (off) or more envelopes, got {decrypted_cache!r}")
+        check_decrypted_cache(decrypted_cache)
         self._paths, self._roots = _compile(paths)
         # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
         self._flat: dict[str, dict[str, tuple[str, ...]]] = {
@@ -638,6 +637,12 @@ class FieldEncryption:
             if not is_envelope(value) or not value[ENVELOPE_MARKER].startswith(head):
                 return True
         return False
+
+
+def check_decrypted_cache(size: object) -> None:
+    """Raise ValueError unless ``size`` is a valid ``decrypted_cache``: 0 (off) or a positive count."""
+    if type(size) is not int or size < 0:
+        raise ValueError(f"decrypted_cache must be 0 (off) or more envelopes, got {size!r}")
 
 
 def _show(scope: str, path: tuple[str, ...]) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple, Protocol
 
 from turnstate.cache import DocumentCache
-from turnstate.crypto import FieldEncryption, Sealed
+from turnstate.crypto import FieldEncryption, Sealed, check_decrypted_cache
 from turnstate.errors import SecretValueError, StateError
 from turnstate.keyring import KeyRing, KeySource, load_keys
 from turnstate.keys import KeyResult, KeyScheme, TurnIds
@@ -155,10 +155,7 @@ class StateManager:
             else:
                 self._keys = keys
                 FieldEncryption.check_paths(self._encrypt)
-                if type(decrypted_cache) is not int or decrypted_cache < 0:
-                    raise ValueError(
-                        f"decrypted_cache must be 0 (off) or more envelopes, got {decrypted_cache!r}"
-                    )
+                check_decrypted_cache(decrypted_cache)
             known = {spec.name for spec in specs}
             encrypted = {parse(path)[0] for path in self._encrypt}
             if not encrypted <= known:
