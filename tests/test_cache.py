@@ -12,7 +12,9 @@ from tests.activities import message
 from tests.backends import Backend
 from turnstate import CorruptDocumentError, MemoryStorage, StateManager
 from turnstate.cache import DocumentCache
+from turnstate.crypto import FieldEncryption
 from turnstate.document import decode, encode, encode_data
+from turnstate.errors import DecryptionError
 from turnstate.keyring import KeyRing
 
 
@@ -154,16 +156,53 @@ async def test_a_merge_functions_result_is_read_back_in_its_stored_form() -> Non
             assert isinstance(pair, list) and sorted(pair) == [1, 2]
 
 
-async def test_encrypted_fields_stay_encrypted_in_the_cache() -> None:
-    manager = StateManager(MemoryStorage(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}))
+async def test_encrypted_fields_stay_encrypted_in_the_cache_when_no_plaintext_is_remembered() -> None:
+    manager = StateManager(
+        MemoryStorage(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}), decrypted_cache=0
+    )
     async with manager.turn(message()) as state:
         state.user.set("email", "ann@contoso.example")
     async with manager.turn(message()) as state:
         assert state.user.get("email") == "ann@contoso.example"  # a hit, decrypted for the turn
         state.user.set("n", 1)
     assert manager.documents is not None and len(manager.documents) == 1  # the user document
-    kept = msgspec.json.encode(manager.documents._entries)  # everything the cache holds
+    kept = msgspec.json.encode([entry[:5] for entry in manager.documents._entries.values()])
     assert b"ann@contoso" not in kept and b'"$enc"' in kept
+
+
+async def test_remembered_plaintext_keeps_written_documents_decrypted_for_their_codec_only() -> None:
+    storage = MemoryStorage()
+    manager = StateManager(storage, encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}))
+    async with manager.turn(message()) as state:
+        state.user.set("email", "ann@contoso.example")
+        state.user.set("profile", {"tags": ["a"]})
+    documents = manager.documents
+    assert documents is not None
+    (key,) = documents._entries
+    stored = (await storage.read([key]))[key].value
+    hit = documents.opened(key, stored, manager.codec)
+    assert hit is not None and hit[0]["email"] == "ann@contoso.example"
+    assert documents.opened(key, stored + b" ", manager.codec) is None  # other bytes
+    other = FieldEncryption(["user.email"], KeyRing({"k1": bytes(range(32))}))
+    assert documents.opened(key, stored, other) is None  # another codec, even with the same key
+    with pytest.raises(RuntimeError):  # each turn gets its own copy: a failed turn's edit is gone
+        async with manager.turn(message()) as state:
+            state.user.get("profile")["tags"].append("b")
+            raise RuntimeError("the handler failed")
+    async with manager.turn(message()) as state:
+        assert state.user.get("profile") == {"tags": ["a"]}
+        assert state.user.get("email") == "ann@contoso.example"
+    # a load that is not the codec's sees the stored form, never the remembered plaintext
+    data, _, _ = documents.load(key, (await storage.read([key]))[key].value)
+    assert data["email"] != "ann@contoso.example" and set(data["email"]) == {"$enc"}
+    async with manager.turn(message()) as state:
+        state.user.set("n", 1)  # written again: kept decrypted again
+    assert documents._entries[key][5] is manager.codec
+    # a codec without the key fails, whatever was kept
+    manager.codec = FieldEncryption(["user.email"], KeyRing({"k2": bytes(range(1, 33))}))
+    with pytest.raises(DecryptionError, match="k1"):
+        async with manager.turn(message()):
+            pass
 
 
 async def test_the_cache_can_be_turned_off() -> None:

@@ -4,6 +4,7 @@ import base64
 import copy
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -79,6 +80,45 @@ def test_each_encryption_uses_a_fresh_nonce() -> None:
     second = envelope_text(enc.encrypt_data("user", "user/u1", {"email": SECRET}), "email")
     assert first != second
     assert first.split(".")[2][:16] != second.split(".")[2][:16]
+
+
+def nonce_of(data: dict[str, Any], name: str) -> bytes:
+    return base64.b64decode(envelope_text(data, name).split(".")[2])[:12]
+
+
+def test_threads_never_share_a_nonce() -> None:
+    enc = user_enc()
+
+    def seal_many() -> list[bytes]:
+        return [
+            nonce_of(enc.encrypt_data("user", "user/u1", {"email": SECRET}), "email") for _ in range(2000)
+        ]
+
+    with ThreadPoolExecutor(4) as pool:
+        nonces = [nonce for batch in pool.map(lambda _: seal_many(), range(4)) for nonce in batch]
+    assert len(nonces) == 8000 and len(set(nonces)) == 8000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_never_reuses_its_parents_nonces() -> None:
+    enc = user_enc()
+    enc.encrypt_data("user", "user/u1", {"email": SECRET})  # the parent has drawn nonces ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next nonces and leave at once
+        os.close(read)
+        child = b"".join(
+            nonce_of(enc.encrypt_data("user", "u", {"email": SECRET}), "email") for _ in range(50)
+        )
+        os.write(write, child)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child_bytes = pipe.read()
+    os.waitpid(pid, 0)
+    parent = {nonce_of(enc.encrypt_data("user", "u", {"email": SECRET}), "email") for _ in range(50)}
+    child = {child_bytes[i : i + 12] for i in range(0, len(child_bytes), 12)}
+    assert len(child) == 50 and not parent & child
 
 
 @pytest.mark.parametrize(
@@ -405,19 +445,21 @@ class CountingCipher:
 def counting(enc: FieldEncryption) -> CountingCipher:
     cipher = CountingCipher(enc.keys._ciphers["k1"])
     enc.keys._ciphers["k1"] = cipher  # type: ignore[assignment]
+    enc._cipher = cipher  # type: ignore[assignment]
     return cipher
 
 
-def test_an_unchanged_envelope_is_opened_from_memory_after_it_was_made_or_read() -> None:
+def test_an_unchanged_envelope_is_opened_from_memory_once_it_was_read() -> None:
     enc = user_enc()
     cipher = counting(enc)
     stored = enc.encrypt_data("user", "user/a", {"email": SECRET, "phone": "+1 555 0100"})
-    assert enc.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {
-        "email": SECRET,
-        "phone": "+1 555 0100",
-    }
-    assert cipher.decrypts == 0
-    # another instance (another process) reads what this one did not make: decrypted once, then remembered
+    for _ in range(3):
+        assert enc.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {
+            "email": SECRET,
+            "phone": "+1 555 0100",
+        }
+    assert cipher.decrypts == 2  # each field once, then from memory
+    # another instance (another process) does the same with what it reads
     reader = user_enc()
     reader_cipher = counting(reader)
     for _ in range(3):
@@ -469,17 +511,19 @@ def test_decrypted_cache_is_bounded_and_skips_large_values() -> None:
     docs = {
         f"user/{i}": enc.encrypt_data("user", f"user/{i}", {"email": f"u{i}@example.com"}) for i in range(6)
     }
-    for key in reversed(docs):
+    for key in (*docs, *reversed(docs)):
         assert enc.decrypt_data("user", key, copy.deepcopy(docs[key]))["email"].endswith("@example.com")
-    # two generations of two: the four newest were remembered, the two oldest had to be decrypted
-    assert cipher.decrypts == 2
+    # six first reads; then two generations of two: the four read last came from memory, the two
+    # read first had to be decrypted again
+    assert cipher.decrypts == 8
     big = {"email": SECRET, "profile": {"note": "x" * 2000}}
     stored = enc.encrypt_data("user", "user/big", big)
-    assert enc.decrypt_data("user", "user/big", copy.deepcopy(stored)) == big
-    assert cipher.decrypts == 3  # the 2 KB profile is decrypted; the small email came from memory
+    for _ in range(2):
+        assert enc.decrypt_data("user", "user/big", copy.deepcopy(stored)) == big
+    assert cipher.decrypts == 11  # the 2 KB profile is decrypted each time; the small email once
     enc.forget_decrypted()
     enc.decrypt_data("user", "user/big", copy.deepcopy(stored))
-    assert cipher.decrypts == 5
+    assert cipher.decrypts == 13
 
 
 @pytest.mark.parametrize("size", [-1, 1.5, "10", None])

@@ -7,7 +7,9 @@ whose bytes differ in any way (another process wrote, the document expired and w
 afresh. Every turn gets its own copy: objects and lists are copied, the immutable leaves (str, int, float,
 bool, None) are shared.
 
-Entries hold documents in their stored form, so encrypted fields stay encrypted in memory between turns.
+Entries hold documents in their stored form, so encrypted fields stay encrypted in memory between turns,
+except those kept by an opener: field encryption that remembers plaintext (``decrypted_cache``) keeps the
+documents it wrote in their decrypted form, for its own loads only.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import msgspec
 
 from turnstate.document import decode
 
-_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], dict[str, msgspec.Raw], bytes]
-"""(stored bytes, data, the fields holding an object or a list, meta, seen): a plain tuple, the cheapest
-to build and to unpack."""
+_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], dict[str, msgspec.Raw], bytes, object, Any]
+"""(stored bytes, data, the fields holding an object or a list, meta, seen, opener, what the opener kept
+with it): a plain tuple, the cheapest to build and to unpack. Opener None: data is in its stored form."""
 
 
 def _copy(value: Any) -> Any:
@@ -58,8 +60,8 @@ class DocumentCache:
         the bytes are the same, else freshly decoded (and kept). Raises CorruptDocumentError like
         :func:`turnstate.document.decode`."""
         entry = self._entries.get(key)
-        if entry is not None and (entry[0] is value or entry[0] == value):
-            _, kept, nested, meta, seen = entry  # meta and seen are immutable or never edited: shared
+        if entry is not None and entry[5] is None and (entry[0] is value or entry[0] == value):
+            _, kept, nested, meta, seen, _, _ = entry  # meta and seen are immutable or never edited: shared
             data = kept.copy()
             try:
                 for name in nested:
@@ -72,6 +74,22 @@ class DocumentCache:
         self.keep(key, value, doc.data, doc.meta, doc.seen)
         return doc.data, doc.meta, doc.seen
 
+    def opened(
+        self, key: str, value: bytes, opener: object
+    ) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes, Any] | None:
+        """What ``opener`` kept for exactly these bytes (see :meth:`keep`): a copy of the data in the form
+        it made of them, meta, seen, and the state it kept with them (not copied). None if there is none."""
+        entry = self._entries.get(key)
+        if entry is None or entry[5] is not opener or not (entry[0] is value or entry[0] == value):
+            return None
+        opened = entry[1].copy()
+        try:
+            for name in entry[2]:
+                opened[name] = _copy(opened[name])
+        except RecursionError:
+            return None
+        return opened, entry[3], entry[4], entry[6]
+
     def keep(
         self,
         key: str,
@@ -81,13 +99,19 @@ class DocumentCache:
         seen: bytes,
         data_bytes: bytes | None = None,
         shared: Collection[str] = (),
+        opener: object = None,
+        state: Any = None,
     ) -> None:
         """Remember that ``value`` decodes to ``data`` (copied, so the caller may go on changing it).
 
         ``data`` must be exactly what decoding ``value`` gives: plain JSON values, no tuples or objects.
         ``data_bytes``, the encoded fields if at hand, lets a document without objects or lists skip a walk.
-        ``shared`` names fields whose objects nobody edits in place (encrypted fields' envelopes): copies
-        share them instead of copying them.
+        ``shared`` names fields stored as one envelope each (an object whose only member is a base64 string)
+        that nobody edits in place: copies share them instead of copying them.
+
+        With ``opener``, ``data`` is instead what ``opener`` (field encryption) made of the stored fields,
+        ``data_bytes`` still being the stored fields; only :meth:`opened` with the same opener returns it,
+        with ``state``.
         """
         entries = self._entries
         if entries.pop(key, None) is None and len(entries) >= self.max_entries:
@@ -100,29 +124,48 @@ class DocumentCache:
         # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
         if data_bytes is not None and not data_bytes.partition(b"[")[1]:
             if not data_bytes.rpartition(b"{")[0]:
-                entries[key] = (value, data.copy(), (), meta, seen)
+                entries[key] = (value, data.copy(), (), meta, seen, opener, state)
                 return
             if shared:
-                # each shared envelope holds exactly one '{' (its text is base64); if they account for
-                # every '{' after the opening one, no other field holds an object
+                # each envelope holds exactly one '{' (its text is base64); if they account for every '{'
+                # after the opening one, no other field holds an object
                 envelopes = 0
-                for name in shared:
-                    if type(data.get(name)) is dict:
-                        envelopes += 1
-                if data_bytes.count(b"{") == envelopes + 1:
-                    entries[key] = (value, data.copy(), (), meta, seen)
-                    return
+                if opener is None:
+                    for name in shared:
+                        if type(data.get(name)) is dict:
+                            envelopes += 1
+                    if data_bytes.count(b"{") == envelopes + 1:
+                        entries[key] = (value, data.copy(), (), meta, seen, None, state)
+                        return
+                else:
+                    # every shared field present was stored as an envelope; opened, it may hold anything
+                    copy = data.copy()
+                    nested = []
+                    for name in shared:
+                        if name in copy:
+                            envelopes += 1
+                            cls = type(copy[name])
+                            if cls is dict or cls is list:
+                                nested.append(name)
+                    if data_bytes.count(b"{") == envelopes + 1:
+                        try:
+                            for name in nested:
+                                copy[name] = _copy(copy[name])
+                        except RecursionError:
+                            return
+                        entries[key] = (value, copy, tuple(nested), meta, seen, opener, state)
+                        return
         copy = data.copy()
         nested = []
         try:
             for name, item in data.items():
                 cls = type(item)
-                if cls is list or (cls is dict and name not in shared):
+                if cls is list or (cls is dict and (opener is not None or name not in shared)):
                     copy[name] = _copy(item)
                     nested.append(name)
         except RecursionError:
             return  # too deep to copy from here: such a document is decoded every time
-        entries[key] = (value, copy, tuple(nested), meta, seen)
+        entries[key] = (value, copy, tuple(nested), meta, seen, opener, state)
 
     def forget(self, key: str) -> None:
         """Drop what is kept for ``key``."""

@@ -58,8 +58,9 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-Sealed = dict[tuple[str, ...], tuple[bytes, dict[str, str]]]
-"""Envelopes as loaded, by field path, with the plaintext they hold (see FieldEncryption.encrypt_data)."""
+Sealed = dict[tuple[str, ...], tuple[bytes, dict[str, Any], Any]]
+"""Envelopes as loaded or last made, by field path, with the plaintext they hold and the value that was
+decoded from or encrypted into them (see FieldEncryption.encrypt_data)."""
 
 
 def is_envelope(value: object) -> bool:
@@ -144,49 +145,42 @@ def _compile(patterns: Iterable[str]) -> tuple[tuple[str, ...], dict[str, _Node]
     return tuple(given), roots
 
 
-_Job = tuple[dict[str, Any], str, tuple[str, ...]]
+_Group = tuple[dict[str, Any], dict[str, tuple[str, ...]]]
+"""An object holding declared fields, and those fields' names with their paths from the scope."""
 
-_Memo = tuple[str, str, tuple[str, ...], bytes]
-"""What an envelope's text was authenticated for: (storage key, scope, path, plaintext)."""
+_Memo = tuple[str, str, tuple[str, ...], bytes, Any]
+"""What an envelope's text was authenticated for: (storage key, scope, path, plaintext), and the value the
+plaintext decodes to if it may be shared (else _ABSENT)."""
+
+_ABSENT: Any = object()
+
+_SHAREABLE = frozenset((str, int, bool, type(None)))
+"""Types of values that may be handed out more than once: immutable, and decoding their JSON gives back an
+equal value of the same type (floats are left out: a NaN placed by a merge function encodes as null)."""
 
 _MEMO_MAX_PLAINTEXT = 1024
 
 
-class _RandomPool:
-    """os.urandom bytes drawn 4 KiB at a time; each byte is handed out once. Emptied in a forked child,
-    so a parent and its child never share nonces."""
+_nonces: list[bytes] = []
+"""Nonces cut from one os.urandom call of 4 KiB, each popped once (list.pop is atomic, so threads never
+share one). Emptied in a forked child, so a parent and its child never share nonces either."""
 
-    __slots__ = ("_buffer", "_offset")
-
-    _SIZE = 4096
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._offset = 0
-
-    def take(self, n: int) -> bytes:
-        end = self._offset + n
-        if end > len(self._buffer):
-            self._buffer = os.urandom(max(self._SIZE, n))
-            self._offset, end = 0, n
-        out = self._buffer[self._offset : end]
-        self._offset = end
-        return out
-
-    def reset(self) -> None:
-        self._buffer = b""
-        self._offset = 0
+os.register_at_fork(after_in_child=_nonces.clear)
 
 
-_pool = _RandomPool()
-os.register_at_fork(after_in_child=_pool.reset)
+def _more_nonces() -> bytes:
+    block = os.urandom(4092)
+    _nonces.extend([block[i : i + NONCE_SIZE] for i in range(NONCE_SIZE, len(block), NONCE_SIZE)])
+    return block[:NONCE_SIZE]
 
 
 def _plan(
-    node: _Node, data: dict[str, Any], path: tuple[str, ...], jobs: list[_Job]
+    node: _Node, data: dict[str, Any], path: tuple[str, ...], groups: list[_Group]
 ) -> dict[str, Any] | None:
-    """Copy ``data`` along matched paths; queue each present matched field. None if nothing matched."""
+    """Copy ``data`` along matched paths; list each copied object holding matched fields, with their
+    paths. None if nothing matched."""
     copy: dict[str, Any] | None = None
+    names: dict[str, tuple[str, ...]] | None = None
     children = node.children
     star = node.star
     # Try the declared names when they are fewer (and there is no '*'), otherwise the data's.
@@ -197,11 +191,14 @@ def _plan(
         if child.terminal:
             if copy is None:
                 copy = dict(data)
-            jobs.append((copy, seg, (*path, seg)))
+            if names is None:
+                names = {}
+                groups.append((copy, names))
+            names[seg] = (*path, seg)
         else:
             value = data[seg]
             if type(value) is dict:
-                sub = _plan(child, value, (*path, seg), jobs)
+                sub = _plan(child, value, (*path, seg), groups)
                 if sub is not None:
                     if copy is None:
                         copy = dict(data)
@@ -209,25 +206,9 @@ def _plan(
     return copy
 
 
-def _flat_jobs(
-    flat: dict[str, tuple[str, ...]], data: dict[str, Any], container: dict[str, Any]
-) -> list[_Job]:
-    """(container, name, path) for each declared top-level name present in ``data``."""
-    jobs: list[_Job] = []
-    if len(flat) <= len(data):  # walk the fewer: the declared names or the fields present
-        for name, path in flat.items():
-            if name in data:
-                jobs.append((container, name, path))
-    else:
-        for name in data:
-            found = flat.get(name)
-            if found is not None:
-                jobs.append((container, name, found))
-    return jobs
-
-
-def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], found: list[_Job]) -> None:
-    """Collect (container, name, path) for each present matched field, without copying."""
+def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], groups: list[_Group]) -> None:
+    """List each object holding matched fields, with their paths, without copying."""
+    names: dict[str, tuple[str, ...]] | None = None
     children = node.children
     star = node.star
     # Try the declared names when they are fewer (and there is no '*'), otherwise the data's.
@@ -236,11 +217,14 @@ def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], found: list
         if child is None or seg not in data:
             continue
         if child.terminal:
-            found.append((data, seg, (*path, seg)))
+            if names is None:
+                names = {}
+                groups.append((data, names))
+            names[seg] = (*path, seg)
         else:
             value = data[seg]
             if type(value) is dict:
-                _visit(child, value, (*path, seg), found)
+                _visit(child, value, (*path, seg), groups)
 
 
 class FieldEncryption:
@@ -255,15 +239,17 @@ class FieldEncryption:
     then keep their envelope, and the encrypted form of unchanged data is byte-for-byte the stored one.
 
     ``decrypted_cache``: how many envelopes (of up to 1 KiB of plaintext each) to remember the plaintext
-    of, once this instance has made them or authenticated them. An envelope is only ever taken from this
-    memory for the exact text, storage key, scope and path it was authenticated for, under this instance's
-    keys, so a turn over a document this process has seen skips AES for its unchanged fields and anything
-    altered, moved or relabelled is still decrypted and fails. 0 keeps no plaintext between calls.
+    of, once this instance has decrypted them. An envelope is only ever taken from this memory for the
+    exact text, storage key, scope and path it was authenticated for, under this instance's keys, so a
+    turn over a document this process has read skips AES for its unchanged fields and anything altered,
+    moved or relabelled is still decrypted and fails. 0 keeps no plaintext between calls (and tells the
+    turn engine not to keep documents decrypted either).
     """
 
     __slots__ = (
         "_ad_cache",
         "_allow_plaintext",
+        "_cipher",
         "_envelope_fields",
         "_flat",
         "_head",
@@ -308,10 +294,11 @@ class FieldEncryption:
         }
         self._keys = keys
         self._primary = keys.primary
+        self._cipher = keys._ciphers[keys.primary]
         self._head = f"{ENVELOPE_VERSION}.{keys.primary}."
         self._allow_plaintext = bool(allow_plaintext)
-        # Test hook: the known-answer test swaps in a fixed nonce source.
-        self._random: Callable[[int], bytes] = _pool.take
+        # Test hook: the known-answer test sets a fixed nonce source; None draws from _nonces.
+        self._random: Callable[[int], bytes] | None = None
         self._ad_cache: dict[tuple[str, str, str], bytes] = {}
         self._suffixes: dict[tuple[str, ...], bytes] = {}
         self._memo: dict[str, _Memo] = {}
@@ -341,6 +328,11 @@ class FieldEncryption:
     @property
     def allow_plaintext(self) -> bool:
         return self._allow_plaintext
+
+    @property
+    def decrypted_cache(self) -> int:
+        """How many envelopes' plaintext this instance remembers (0: none)."""
+        return self._memo_size
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -386,10 +378,11 @@ class FieldEncryption:
         root = self._roots.get(scope)
         if root is None:
             return dict(data)
-        jobs: list[_Job] = []
-        out = _plan(root, data, (), jobs) or dict(data)
-        for container, name, _ in jobs:
-            container[name] = REDACTED
+        groups: list[_Group] = []
+        out = _plan(root, data, (), groups) or dict(data)
+        for container, names in groups:
+            for name in names:
+                container[name] = REDACTED
         return out
 
     # -- encryption --------------------------------------------------------------------------------------
@@ -426,52 +419,63 @@ class FieldEncryption:
         encrypted again; each new envelope is added to it, so encrypting unchanged data again gives the
         same result.
         """
-        root = self._roots.get(scope)
-        if root is None:
-            return dict(data)
+        groups: Sequence[_Group]
         flat = self._flat.get(scope)
         if flat is not None:
             out = dict(data)
-            jobs = _flat_jobs(flat, data, out)
+            groups = ((out, flat),)
         else:
-            jobs = []
-            planned = _plan(root, data, (), jobs)
+            root = self._roots.get(scope)
+            if root is None:
+                return dict(data)
+            groups = []
+            planned = _plan(root, data, (), groups)
             if planned is None:
                 return dict(data)
             out = planned
-        ad_prefix: bytes | None = None  # looked up only if a field is sealed anew
+        ad_prefix: bytes | None = None  # looked up when the first field is sealed anew
         suffixes = self._suffixes
-        for container, name, path in jobs:
-            value = container[name]
-            try:
-                plaintext = _encode(value)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise EncryptionError(
-                    f"cannot encrypt field {_show(scope, path)!r} of {storage_key!r}: a "
-                    f"{type(value).__name__} has no JSON form"
-                ) from exc
-            if sealed is not None:
-                kept = sealed.get(path)
-                if kept is not None and kept[0] == plaintext:
+        for container, names in groups:
+            for name, path in names.items():
+                value = container.get(name, _ABSENT)
+                if value is _ABSENT:
+                    continue
+                kept = None if sealed is None else sealed.get(path)
+                # the very object loaded or sealed before, and immutable: its envelope still holds it
+                if kept is not None and kept[2] is value and value.__class__ in _SHAREABLE:
                     container[name] = kept[1]
                     continue
-            nonce = self._random(NONCE_SIZE)
-            if len(nonce) != NONCE_SIZE:
-                raise EncryptionError("the random source returned too few bytes")
-            kid = self._primary
-            if ad_prefix is None:
-                ad_prefix = self._ad_cache.get((kid, storage_key, scope)) or self._ad_prefix(
-                    kid, storage_key, scope
+                try:
+                    plaintext = _encode(value)
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise EncryptionError(
+                        f"cannot encrypt field {_show(scope, path)!r} of {storage_key!r}: a "
+                        f"{type(value).__name__} has no JSON form"
+                    ) from exc
+                if kept is not None and kept[0] == plaintext:
+                    envelope = container[name] = kept[1]
+                    if sealed is not None:  # it is: kept came from it
+                        sealed[path] = (plaintext, envelope, value)
+                    continue
+                if self._random is None:
+                    try:
+                        nonce = _nonces.pop()
+                    except IndexError:
+                        nonce = _more_nonces()
+                else:
+                    nonce = self._random(NONCE_SIZE)
+                    if len(nonce) != NONCE_SIZE:
+                        raise EncryptionError("the random source returned too few bytes")
+                if ad_prefix is None:
+                    ad_prefix = self._ad_prefix(self._primary, storage_key, scope)
+                ad = ad_prefix + (suffixes.get(path) or self._suffix(path))
+                text = (
+                    self._head
+                    + _b2a(nonce + self._cipher.encrypt(nonce, plaintext, ad), newline=False).decode()
                 )
-            suffix = suffixes.get(path) or self._suffix(path)
-            box = nonce + self._keys._ciphers[kid].encrypt(nonce, plaintext, ad_prefix + suffix)
-            text = self._head + _b2a(box, newline=False).decode()
-            envelope = {ENVELOPE_MARKER: text}
-            container[name] = envelope
-            if sealed is not None:
-                sealed[path] = (plaintext, envelope)
-            if self._memo_size:
-                self._remember(text, storage_key, scope, path, plaintext)
+                envelope = container[name] = {ENVELOPE_MARKER: text}
+                if sealed is not None:
+                    sealed[path] = (plaintext, envelope, value)
         return out
 
     def decrypt_data(
@@ -483,78 +487,91 @@ class FieldEncryption:
         (plaintext at a declared path, unless ``allow_plaintext``), naming the key and path. ``sealed``,
         if given, receives each primary-key envelope with its plaintext, for :meth:`encrypt_data`.
         """
-        root = self._roots.get(scope)
-        if root is None:
-            return data
+        groups: Sequence[_Group]
         flat = self._flat.get(scope)
         if flat is not None:
-            found = _flat_jobs(flat, data, data)
+            groups = ((data, flat),)
         else:
-            found = []
-            _visit(root, data, (), found)
-        if not found:
-            return data
-        head = self._head
-        prefix: bytes | None = None  # looked up only if a field is decrypted with AES
-        suffixes = self._suffixes
+            root = self._roots.get(scope)
+            if root is None:
+                return data
+            groups = []
+            _visit(root, data, (), groups)
         memo = self._memo
         older = self._memo_old
-        for container, name, path in found:
-            value = container[name]
-            if type(value) is not dict or ENVELOPE_MARKER not in value:
-                if self._allow_plaintext:
+        for container, names in groups:
+            for name, path in names.items():
+                value = container.get(name, _ABSENT)
+                if value is _ABSENT:
                     continue
-                raise PlaintextFieldError(storage_key, _show(scope, path))
-            text = value[ENVELOPE_MARKER]
-            if len(value) == 1 and type(text) is str:
-                # An envelope this instance made or authenticated, for this very key, scope and path: the
-                # same bytes under the same key and associated data would decrypt to the same plaintext.
-                known = memo.get(text) or older.get(text)
-                if known is not None and known[0] == storage_key and known[1] == scope and known[2] == path:
-                    plaintext = known[3]
-                    container[name] = _decode(plaintext)
-                    if sealed is not None:
-                        sealed[path] = (plaintext, value)
-                    continue
-                # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a
-                # failure) goes to _open, which checks every step and raises the precise error.
-                if text.startswith(head):
-                    primary = self._primary
-                    if prefix is None:
-                        prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
-                            primary, storage_key, scope
-                        )
-                    suffix = suffixes.get(path) or self._suffix(path)
-                    try:
-                        raw = _a2b(text[len(head) :], strict_mode=True)
-                        plaintext = self._keys._ciphers[primary].decrypt(
-                            raw[:NONCE_SIZE], raw[NONCE_SIZE:], prefix + suffix
-                        )
-                        container[name] = _decode(plaintext)
-                    except (ValueError, InvalidTag, msgspec.DecodeError):
-                        pass
-                    else:
-                        if sealed is not None:
-                            sealed[path] = (plaintext, value)
-                        if self._memo_size:
-                            self._remember(text, storage_key, scope, path, plaintext)
+                if value.__class__ is not dict or ENVELOPE_MARKER not in value:
+                    if self._allow_plaintext:
                         continue
-            container[name] = self._open(value, scope, storage_key, path, self._keys)
+                    raise PlaintextFieldError(storage_key, _show(scope, path))
+                text = value[ENVELOPE_MARKER]
+                if text.__class__ is str and len(value) == 1:
+                    # An envelope this instance authenticated, for this very key, scope and path:
+                    # the same bytes under the same key and associated data decrypt to the same plaintext.
+                    known = memo.get(text) or older.get(text)
+                    if (
+                        known is not None
+                        and known[0] == storage_key
+                        and known[1] == scope
+                        and known[2] == path
+                    ):
+                        decoded = known[4]
+                        if decoded is _ABSENT:
+                            decoded = _decode(known[3])
+                        container[name] = decoded
+                        if sealed is not None:
+                            sealed[path] = (known[3], value, decoded)
+                        continue
+                container[name] = self._unseal(value, scope, storage_key, path, sealed)
         return data
 
-    def _remember(
-        self, text: str, storage_key: str, scope: str, path: tuple[str, ...], plaintext: bytes
-    ) -> None:
-        """Note that envelope ``text`` holds ``plaintext`` at ``path`` of ``scope`` in ``storage_key``."""
-        if len(plaintext) > _MEMO_MAX_PLAINTEXT:
-            return
-        memo = self._memo
-        if len(memo) >= self._memo_half:
-            # two generations of half the size each: dropping the older one is O(1), unlike evicting the
-            # oldest entry of one dict one at a time
-            self._memo_old = memo
-            memo = self._memo = {}
-        memo[text] = (storage_key, scope, path, plaintext)
+    def _unseal(
+        self,
+        envelope: dict[str, Any],
+        scope: str,
+        storage_key: str,
+        path: tuple[str, ...],
+        sealed: Sealed | None,
+    ) -> Any:
+        """Decrypt one envelope not remembered; record it in ``sealed`` and remember it if it is under the
+        primary key."""
+        text = envelope[ENVELOPE_MARKER]
+        head = self._head
+        # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a failure)
+        # goes to _open, which checks every step and raises the precise error.
+        if text.__class__ is not str or len(envelope) != 1 or not text.startswith(head):
+            return self._open(envelope, scope, storage_key, path, self._keys)
+        primary = self._primary
+        ad = (
+            self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(primary, storage_key, scope)
+        ) + (self._suffixes.get(path) or self._suffix(path))
+        try:
+            raw = _a2b(text[len(head) :], strict_mode=True)
+            plaintext = self._cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], ad)
+            value = _decode(plaintext)
+        except (ValueError, InvalidTag, msgspec.DecodeError):
+            return self._open(envelope, scope, storage_key, path, self._keys)
+        if sealed is not None:
+            sealed[path] = (plaintext, envelope, value)
+        if self._memo_size and len(plaintext) <= _MEMO_MAX_PLAINTEXT:
+            memo = self._memo
+            if len(memo) >= self._memo_half:
+                # two generations of half the size each: dropping the older one is O(1), unlike evicting
+                # the oldest entry of one dict one at a time
+                self._memo_old = memo
+                memo = self._memo = {}
+            memo[text] = (
+                storage_key,
+                scope,
+                path,
+                plaintext,
+                value if value.__class__ in _SHAREABLE else _ABSENT,
+            )
+        return value
 
     def forget_decrypted(self) -> None:
         """Drop every plaintext remembered by ``decrypted_cache``."""
@@ -629,13 +646,14 @@ class FieldEncryption:
         root = self._roots.get(scope)
         if root is None:
             return False
-        found: list[_Job] = []
-        _visit(root, data, (), found)
+        groups: list[_Group] = []
+        _visit(root, data, (), groups)
         head = self._head
-        for container, name, _ in found:
-            value = container[name]
-            if not is_envelope(value) or not value[ENVELOPE_MARKER].startswith(head):
-                return True
+        for container, names in groups:
+            for name in names:
+                value = container[name]
+                if not is_envelope(value) or not value[ENVELOPE_MARKER].startswith(head):
+                    return True
         return False
 
 

@@ -71,10 +71,11 @@ class StateManager:
 
     ``document_cache``: how many recently loaded or written documents (of up to 16 KiB stored each) to
     keep decoded, so a turn whose documents are stored exactly as this process last saw them skips
-    decoding them (0 turns this off). Kept in their stored form: encrypted fields stay encrypted.
+    decoding them (0 turns this off). Kept in their stored form, except that with field encryption and
+    ``decrypted_cache`` on, documents this manager wrote are kept decrypted.
     ``decrypted_cache``: how many encrypted fields' envelopes to remember the plaintext of, so a turn
-    skips AES for fields this process wrote or read before and that are stored unchanged (0 turns this
-    off); see :class:`~turnstate.crypto.FieldEncryption`.
+    skips AES for fields this process read before and that are stored unchanged (0 turns this off, and
+    keeps every cached document in its stored form); see :class:`~turnstate.crypto.FieldEncryption`.
     """
 
     def __init__(

@@ -139,7 +139,14 @@ class Turn:
         encrypted = codec.scopes if codec is not None else ()
         guard = manager.guard
         slots = self._slots
-        decode = _decode if manager.documents is None else manager.documents.load
+        documents = manager.documents
+        decode = _decode if documents is None else documents.load
+        # field encryption that remembers plaintext finds the documents it wrote kept decrypted
+        opened = (
+            documents.opened
+            if documents is not None and type(codec) is FieldEncryption and codec.decrypted_cache
+            else None
+        )
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         for spec, key in plan.wanted:
@@ -150,12 +157,19 @@ class Turn:
                 slots.append(_Slot(spec, key, scope, document.EMPTY, None, _NO_META, b"", None))
             else:
                 loaded = item.value
-                data, meta, seen = decode(key, loaded)
                 sealed: Sealed | None = None
-                if name in encrypted:
+                if name not in encrypted:
+                    data, meta, seen = decode(key, loaded)
+                else:
                     assert codec is not None
-                    sealed = {}
-                    data = codec.decrypt_data(name, key, data, sealed)
+                    hit = None if opened is None else opened(key, loaded, codec)
+                    if hit is not None:
+                        data, meta, seen, kept = hit
+                        sealed = kept.copy()
+                    else:
+                        data, meta, seen = decode(key, loaded)
+                        sealed = {}
+                        data = codec.decrypt_data(name, key, data, sealed)
                 if token and seen != searched:
                     searched = seen
                     if contains(seen, token):
@@ -261,7 +275,15 @@ class Turn:
                     documents.keep(key, value, stored, slot.meta, window_text, data_bytes)
                 elif type(codec) is FieldEncryption:
                     shared = codec.envelope_fields(slot.spec.name)
-                    documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
+                    if codec.decrypted_cache:
+                        # kept decrypted, for this codec's next load of these very bytes
+                        data = slot.scope._data
+                        kept = dict(slot.sealed)
+                        documents.keep(
+                            key, value, data, slot.meta, window_text, data_bytes, shared, codec, kept
+                        )
+                    else:
+                        documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
         return items, batch
 
     @staticmethod
