@@ -10,9 +10,10 @@ Run: .venv/bin/python benchmarks/bench_crypto.py [--quick]
    (load a user document of 12 fields, change one, commit), with 1 and 10 of its fields encrypted,
    against the same turn without encryption: the extra microseconds per encrypted field. Once when the
    turn changes a plain field (encrypted fields keep their stored envelopes), once when it changes every
-   encrypted field (each is sealed anew). Each with the default decrypted_cache (envelopes this process
-   made or read open from memory) and with it off (every load decrypts, as after another process
-   rewrote every encrypted field). Target: at most 3 us per field.
+   encrypted field (each is sealed anew). Each with the default decrypted_cache (the documents this
+   process wrote are found decrypted in its document cache, and envelopes it read open from memory) and
+   with it off (every load decrypts, as after another process rewrote every encrypted field). Target: at
+   most 3 us per field.
 3. find_secret on a short string, a chat-length message and a small document, against msgspec JSON
    encoding of the same value (work set() does anyway).
 

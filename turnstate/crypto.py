@@ -467,7 +467,9 @@ class FieldEncryption:
                     if len(nonce) != NONCE_SIZE:
                         raise EncryptionError("the random source returned too few bytes")
                 if ad_prefix is None:
-                    ad_prefix = self._ad_prefix(self._primary, storage_key, scope)
+                    ad_prefix = self._ad_cache.get((self._primary, storage_key, scope)) or self._ad_prefix(
+                        self._primary, storage_key, scope
+                    )
                 ad = ad_prefix + (suffixes.get(path) or self._suffix(path))
                 text = (
                     self._head
@@ -499,6 +501,10 @@ class FieldEncryption:
             _visit(root, data, (), groups)
         memo = self._memo
         older = self._memo_old
+        remember = self._memo_size
+        head = self._head
+        prefix: bytes | None = None  # looked up when the first field is decrypted with AES
+        suffixes = self._suffixes
         for container, names in groups:
             for name, path in names.items():
                 value = container.get(name, _ABSENT)
@@ -512,7 +518,7 @@ class FieldEncryption:
                 if text.__class__ is str and len(value) == 1:
                     # An envelope this instance authenticated, for this very key, scope and path:
                     # the same bytes under the same key and associated data decrypt to the same plaintext.
-                    known = memo.get(text) or older.get(text)
+                    known = (memo.get(text) or older.get(text)) if remember else None
                     if (
                         known is not None
                         and known[0] == storage_key
@@ -526,55 +532,43 @@ class FieldEncryption:
                         if sealed is not None:
                             sealed[path] = (known[3], value, decoded)
                         continue
-                container[name] = self._unseal(value, scope, storage_key, path, sealed)
+                    # Fast path: a well-formed envelope under the primary key. Anything else (an older key,
+                    # a failure) goes to _open, which checks every step and raises the precise error.
+                    if text.startswith(head):
+                        if prefix is None:
+                            primary = self._primary
+                            prefix = self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(
+                                primary, storage_key, scope
+                            )
+                        try:
+                            raw = _a2b(text[len(head) :], strict_mode=True)
+                            plaintext = self._cipher.decrypt(
+                                raw[:NONCE_SIZE],
+                                raw[NONCE_SIZE:],
+                                prefix + (suffixes.get(path) or self._suffix(path)),
+                            )
+                            decoded = _decode(plaintext)
+                        except (ValueError, InvalidTag, msgspec.DecodeError):
+                            pass
+                        else:
+                            container[name] = decoded
+                            if sealed is not None:
+                                sealed[path] = (plaintext, value, decoded)
+                            if remember and len(plaintext) <= _MEMO_MAX_PLAINTEXT:
+                                if len(memo) >= self._memo_half:
+                                    # two generations of half the size each: dropping the older one is
+                                    # O(1), unlike evicting the oldest entry of one dict one at a time
+                                    self._memo_old = older = memo
+                                    self._memo = memo = {}
+                                shared = decoded if decoded.__class__ in _SHAREABLE else _ABSENT
+                                memo[text] = (storage_key, scope, path, plaintext, shared)
+                            continue
+                container[name] = self._open(value, scope, storage_key, path, self._keys)
         return data
 
-    def _unseal(
-        self,
-        envelope: dict[str, Any],
-        scope: str,
-        storage_key: str,
-        path: tuple[str, ...],
-        sealed: Sealed | None,
-    ) -> Any:
-        """Decrypt one envelope not remembered; record it in ``sealed`` and remember it if it is under the
-        primary key."""
-        text = envelope[ENVELOPE_MARKER]
-        head = self._head
-        # Fast path: a well-formed envelope under the primary key. Anything else (an older key, a failure)
-        # goes to _open, which checks every step and raises the precise error.
-        if text.__class__ is not str or len(envelope) != 1 or not text.startswith(head):
-            return self._open(envelope, scope, storage_key, path, self._keys)
-        primary = self._primary
-        ad = (
-            self._ad_cache.get((primary, storage_key, scope)) or self._ad_prefix(primary, storage_key, scope)
-        ) + (self._suffixes.get(path) or self._suffix(path))
-        try:
-            raw = _a2b(text[len(head) :], strict_mode=True)
-            plaintext = self._cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], ad)
-            value = _decode(plaintext)
-        except (ValueError, InvalidTag, msgspec.DecodeError):
-            return self._open(envelope, scope, storage_key, path, self._keys)
-        if sealed is not None:
-            sealed[path] = (plaintext, envelope, value)
-        if self._memo_size and len(plaintext) <= _MEMO_MAX_PLAINTEXT:
-            memo = self._memo
-            if len(memo) >= self._memo_half:
-                # two generations of half the size each: dropping the older one is O(1), unlike evicting
-                # the oldest entry of one dict one at a time
-                self._memo_old = memo
-                memo = self._memo = {}
-            memo[text] = (
-                storage_key,
-                scope,
-                path,
-                plaintext,
-                value if value.__class__ in _SHAREABLE else _ABSENT,
-            )
-        return value
-
     def forget_decrypted(self) -> None:
-        """Drop every plaintext remembered by ``decrypted_cache``."""
+        """Drop every plaintext remembered by ``decrypted_cache``. (A manager with this option on also
+        keeps the documents it wrote decrypted in its document cache: ``manager.documents.clear()``.)"""
         self._memo = {}
         self._memo_old = {}
 

@@ -375,14 +375,16 @@ def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]
         scope = slot.scope
         if not scope._touched:
             continue  # nothing was written to it and nothing mutable was handed out
-        if codec is None or slot.spec.name not in codec.scopes:
+        sealed = slot.sealed  # set for every loaded document of an encrypted scope
+        if sealed is None and (codec is None or slot.spec.name not in codec.scopes):
             stored = scope._data
         else:
+            assert codec is not None
             # encrypted fields whose value did not change keep their stored envelope, so an unchanged
             # document encodes to exactly the stored bytes
-            if slot.sealed is None:
-                slot.sealed = {}
-            stored = codec.encrypt_data(slot.spec.name, slot.key, scope._data, slot.sealed)
+            if sealed is None:
+                sealed = slot.sealed = {}
+            stored = codec.encrypt_data(slot.spec.name, slot.key, scope._data, sealed)
         data_bytes = changed(slot.loaded, stored)
         if data_bytes is not None:
             pending.append((slot, data_bytes, stored))
