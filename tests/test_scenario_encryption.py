@@ -290,3 +290,25 @@ async def test_decrypted_cache_off_is_passed_to_field_encryption(backend: Backen
         assert "decrypted_cache=0" in repr(bot.codec)
     with pytest.raises(ValueError, match="decrypted_cache must be 0"):
         StateManager(backend.open(), encrypt=PATHS, keys=provider, decrypted_cache=-1)
+
+
+async def test_managers_that_keep_documents_decrypted_see_each_others_writes(backend: Backend) -> None:
+    """Two long-lived managers (two processes) each keep the documents they wrote decrypted; a document
+    the other one rewrote since is read as stored, never from what was kept."""
+    keys = ring("k1")
+    a, b = manager(backend, keys), manager(backend, keys)
+    async with a.turn(message()) as state:
+        state.user.set("email", EMAIL)
+        state.user.set("visits", 1)
+    async with b.turn(message()) as state:
+        assert state.user.get("email") == EMAIL
+        state.user.set("email", "new.address@contoso.test")
+        state.user.incr("visits")
+    for bot, visits in ((a, 3), (b, 4), (a, 5)):
+        async with bot.turn(message()) as state:
+            assert state.user.get("email") == "new.address@contoso.test"
+            state.user.incr("visits")
+        async with bot.turn(message()) as state:  # its own write, found decrypted
+            assert state.user.get("visits") == visits
+    for value in (await raw_documents(backend)).values():
+        assert b"new.address" not in value and EMAIL.encode() not in value
