@@ -54,6 +54,16 @@ async def test_the_encryption_benchmark_turns_keep_their_fields_encrypted(change
         await bench_crypto.user_turns(1, "every")
 
 
+async def test_the_aes_floor_turns_store_the_same_fields_unencrypted() -> None:
+    """The floor's turns do their AES work beside the turn: the document is the unencrypted one."""
+    storage = MemoryStorage()
+    turn = await bench_crypto.user_turns(10, "encrypted", storage, bare=(True, True))
+    for i in range(3):
+        await turn(i)
+    data = await stored_data(storage, "user/")
+    assert data["f0"] == "person0.2@contoso.example" and data["plain"] == 0
+
+
 async def test_the_instruction_benchmark_refuses_unknown_cases() -> None:
     with pytest.raises(SystemExit, match="unknown case 'ours-write'"):
         await bench_turn_instructions.run_case("ours-write", 1)
