@@ -28,6 +28,7 @@ from __future__ import annotations
 import binascii
 import os
 import re
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -168,10 +169,13 @@ share one). Emptied in a forked child, so a parent and its child never share non
 os.register_at_fork(after_in_child=_nonces.clear)
 
 
+_cut_nonces = struct.Struct(f"{NONCE_SIZE}s" * 341).unpack  # 341 nonces of 12 bytes: 4092 bytes
+
+
 def _more_nonces() -> bytes:
-    block = os.urandom(4092)
-    _nonces.extend([block[i : i + NONCE_SIZE] for i in range(NONCE_SIZE, len(block), NONCE_SIZE)])
-    return block[:NONCE_SIZE]
+    more = _cut_nonces(os.urandom(NONCE_SIZE * 341))
+    _nonces.extend(more[1:])
+    return more[0]
 
 
 def _plan(
