@@ -173,7 +173,7 @@ _cut_nonces = struct.Struct(f"{NONCE_SIZE}s" * 341).unpack  # 341 nonces of 12 b
 
 
 def _more_nonces() -> bytes:
-    more = _cut_nonces(os.urandom(NONCE_SIZE * 341))
+    more: tuple[bytes, ...] = _cut_nonces(os.urandom(NONCE_SIZE * 341))
     _nonces.extend(more[1:])
     return more[0]
 
