@@ -133,6 +133,19 @@ async def user_turns(
         state.user.set("plain", 0)
         state.user.set("other", "x")
 
+    def bare_work() -> None:
+        for _ in range(count if seal else 0):
+            made = os.urandom(NONCE_SIZE)
+            sealed = binascii.b2a_base64(
+                made + aead.encrypt(made, b'"person0.1@contoso.example"', ad), newline=False
+            ).decode()
+            _ = {"$enc": "v1.k1." + sealed}
+        for _ in range(count if open_ else 0):
+            raw = binascii.a2b_base64(text[6:], strict_mode=True)
+            _ = msgspec.json.decode(aead.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], ad))
+
+    extra = bare_work if seal or open_ else None
+
     async def turn(i: int) -> None:
         async with manager.turn(activity) as state:
             if change == "plain":
@@ -140,15 +153,8 @@ async def user_turns(
             else:
                 for f in range(10):
                     state.user.set(f"f{f}", f"person{f}.{i}@contoso.example")
-            for _ in range(count if seal else 0):
-                made = os.urandom(NONCE_SIZE)
-                sealed = binascii.b2a_base64(
-                    made + aead.encrypt(made, b'"person0.1@contoso.example"', ad), newline=False
-                ).decode()
-                _ = {"$enc": "v1.k1." + sealed}
-            for _ in range(count if open_ else 0):
-                raw = binascii.a2b_base64(text[6:], strict_mode=True)
-                _ = msgspec.json.decode(aead.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], ad))
+            if extra is not None:
+                extra()
 
     return turn
 
