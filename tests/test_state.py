@@ -344,3 +344,29 @@ async def test_reprs_show_field_names_never_values(manager: StateManager) -> Non
         assert "secret" not in repr(state.user)
         assert "email" in repr(state.user)
         assert isinstance(state, TurnState) and "user" in repr(state)
+
+
+@pytest.mark.parametrize(
+    ("change", "shaped"),
+    [
+        (lambda s: s.set("n", 1), False),
+        (lambda s: s.set("name", "a longer string than a credential's minimum length"), False),
+        (lambda s: s.set("ratio", 0.5), False),
+        (lambda s: s.set("flag", None), False),
+        (lambda s: s.incr("count"), False),
+        (lambda s: s.set("profile", {"a": 1}), True),
+        (lambda s: s.set("tags", ("a", "b")), True),
+        (lambda s: s.set("profile.a", 1), True),
+        (lambda s: s.incr("stats.count"), True),
+        (lambda s: s.delete("n"), True),
+        (lambda s: s.clear(), True),
+    ],
+)
+def test_a_scope_knows_whether_any_field_may_have_gained_or_lost_an_object(change: Any, shaped: bool) -> None:
+    """The document cache reuses the loaded fields' shape only while just scalars were set at top level."""
+    from turnstate.state import ScopeState
+
+    scope = ScopeState("user", "user/u", {"n": 0, "profile": {"a": 0}})
+    assert not scope._shaped
+    change(scope)
+    assert scope._shaped is shaped

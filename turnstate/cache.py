@@ -76,9 +76,10 @@ class DocumentCache:
 
     def opened(
         self, key: str, value: bytes, opener: object
-    ) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes, Any] | None:
+    ) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes, Any, tuple[str, ...]] | None:
         """What ``opener`` kept for exactly these bytes (see :meth:`keep`): a copy of the data in the form
-        it made of them, meta, seen, and the state it kept with them (not copied). None if there is none."""
+        it made of them, meta, seen, the state it kept with them (not copied), and the fields holding an
+        object or a list. None if there is none."""
         entry = self._entries.get(key)
         if entry is None or entry[5] is not opener or not (entry[0] is value or entry[0] == value):
             return None
@@ -88,7 +89,7 @@ class DocumentCache:
                 opened[name] = _copy(opened[name])
         except RecursionError:
             return None
-        return opened, entry[3], entry[4], entry[6]
+        return opened, entry[3], entry[4], entry[6], entry[2]
 
     def keep(
         self,
@@ -101,6 +102,7 @@ class DocumentCache:
         shared: Collection[str] = (),
         opener: object = None,
         state: Any = None,
+        objects: tuple[str, ...] | None = None,
     ) -> None:
         """Remember that ``value`` decodes to ``data`` (copied, so the caller may go on changing it).
 
@@ -111,7 +113,8 @@ class DocumentCache:
 
         With ``opener``, ``data`` is instead what ``opener`` (field encryption) made of the stored fields,
         ``data_bytes`` still being the stored fields; only :meth:`opened` with the same opener returns it,
-        with ``state``.
+        with ``state``. ``objects``, if known, names every field that may hold an object or a list (more
+        is harmless), so none needs looking for.
         """
         entries = self._entries
         if entries.pop(key, None) is None and len(entries) >= self.max_entries:
@@ -119,6 +122,15 @@ class DocumentCache:
             with suppress(KeyError, RuntimeError, StopIteration):
                 del entries[next(iter(entries))]
         if len(value) > self.max_document_bytes:
+            return
+        if objects is not None:
+            copy = data.copy()
+            try:
+                for name in objects:
+                    copy[name] = _copy(copy[name])
+            except (KeyError, RecursionError):
+                return  # a field named is gone, or too deep to copy: not kept
+            entries[key] = (value, copy, objects, meta, seen, opener, state)
             return
         # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
         # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse

@@ -91,7 +91,7 @@ class ScopeState:
     when set; changes reach storage only when the turn commits.
     """
 
-    __slots__ = ("_closed", "_data", "_deltas", "_exact", "_guard", "_touched", "key", "name")
+    __slots__ = ("_closed", "_data", "_deltas", "_exact", "_guard", "_shaped", "_touched", "key", "name")
 
     def __init__(
         self, name: str, key: str | None, data: dict[str, Any], guard: ValueGuard | None = None
@@ -107,6 +107,9 @@ class ScopeState:
         # False once the data may hold something other than what decoding its JSON gives: a live object or
         # list was handed out for in-place edits, or a merge placed values from a custom policy
         self._exact = True
+        # False while no field may have gained or lost an object or a list since load: only scalars were
+        # set at top-level names (the document cache then reuses what it knew of the loaded fields)
+        self._shaped = False
 
     def __repr__(self) -> str:
         fields = ", ".join(sorted(self._data)) if not self._closed else "closed"
@@ -120,6 +123,8 @@ class ScopeState:
             raise TurnClosedError(f"state scope {self.name!r}")
         if create:
             self._touched = True
+            if len(parts) > 1:
+                self._shaped = True
         node = self._data
         for segment in parts[:-1]:
             child = node.get(segment)
@@ -186,6 +191,8 @@ class ScopeState:
             stored = to_storable(value, self.name, path)
             if self._guard is not None:
                 self._guard(self.name, parse(path), stored)
+            if stored.__class__ is dict or stored.__class__ is list:
+                self._shaped = True
         # the common case, one plain field name, needs no parsing
         if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self._closed:
             self._data[path] = stored
@@ -204,6 +211,7 @@ class ScopeState:
             return False
         del node[parts[-1]]
         self._touched = True
+        self._shaped = True
         return True
 
     def has(self, path: str) -> bool:
@@ -242,6 +250,7 @@ class ScopeState:
         self._node(("",), "", False)
         self._data.clear()
         self._touched = True
+        self._shaped = True
 
     def keys(self) -> list[str]:
         """The top-level field names."""

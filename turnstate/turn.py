@@ -77,6 +77,8 @@ class _Slot(msgspec.Struct, gc=False):
     meta: dict[str, msgspec.Raw]
     seen: bytes
     sealed: Sealed | None
+    nested: tuple[str, ...] | None = None
+    """The fields that held an object or a list at load, when the document cache said so."""
 
     # the loaded bytes and the sealed record hold field values (plaintext of encrypted fields in the
     # latter), so neither a repr nor a pretty-printer may show them
@@ -97,7 +99,17 @@ _Written = tuple[_Slot, bytes, bytes]
 class Turn:
     """One turn's state: load on enter, commit on a clean exit, discard on any exception."""
 
-    __slots__ = ("_activity", "_closed", "_manager", "_slots", "_token", "activity_id", "duplicate", "state")
+    __slots__ = (
+        "_activity",
+        "_closed",
+        "_manager",
+        "_opener",
+        "_slots",
+        "_token",
+        "activity_id",
+        "duplicate",
+        "state",
+    )
 
     def __init__(self, manager: StateManager, activity: Any) -> None:
         self._manager = manager
@@ -105,6 +117,8 @@ class Turn:
         self._slots: list[_Slot] = []
         self._closed = False
         self._token = b""
+        self._opener: FieldEncryption | None = None
+        """The field encryption whose loads find the documents it wrote kept decrypted, if any."""
         self.state: TurnState | None = None
         self.activity_id: str | None = None
         self.duplicate = False
@@ -142,11 +156,10 @@ class Turn:
         documents = manager.documents
         decode = _decode if documents is None else documents.load
         # field encryption that remembers plaintext finds the documents it wrote kept decrypted
-        opened = (
-            documents.opened
-            if documents is not None and type(codec) is FieldEncryption and codec.decrypted_cache
-            else None
-        )
+        opened = None
+        if documents is not None and type(codec) is FieldEncryption and codec.decrypted_cache:
+            opened = documents.opened
+            self._opener = codec
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         for spec, key in plan.wanted:
@@ -158,13 +171,14 @@ class Turn:
             else:
                 loaded = item.value
                 sealed: Sealed | None = None
+                nested = None
                 if name not in encrypted:
                     data, meta, seen = decode(key, loaded)
                 else:
                     assert codec is not None
                     hit = None if opened is None else opened(key, loaded, codec)
                     if hit is not None:
-                        data, meta, seen, kept = hit
+                        data, meta, seen, kept, nested = hit
                         sealed = kept.copy()
                     else:
                         data, meta, seen = decode(key, loaded)
@@ -175,7 +189,7 @@ class Turn:
                     if contains(seen, token):
                         self.duplicate = True
                 scope = ScopeState(name, key, data, guard)
-                slots.append(_Slot(spec, key, scope, loaded, item.etag, meta, seen, sealed))
+                slots.append(_Slot(spec, key, scope, loaded, item.etag, meta, seen, sealed, nested))
             scopes[name] = scope
         manager.stats.turns += 1
         if self.duplicate:
@@ -252,6 +266,7 @@ class Turn:
         encode = document.encode
         documents = manager.documents
         codec = manager.codec
+        opener = self._opener
         items: dict[str, WriteItem] = {}
         batch: list[_Written] = []
         before: bytes | None = None  # the last window extended, and the result
@@ -271,19 +286,31 @@ class Turn:
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
             # only data known to be in its decoded form qualifies (a custom codec's output is not known)
             if documents is not None and slot.scope._exact:
-                if slot.sealed is None:
+                sealed = slot.sealed
+                if sealed is None:
                     documents.keep(key, value, stored, slot.meta, window_text, data_bytes)
+                elif opener is not None and codec is opener:
+                    # kept decrypted, for this codec's next load of these very bytes; if the turn set
+                    # only scalars at top-level names, its objects and lists are where they were
+                    scope = slot.scope
+                    nested = None if scope._shaped else slot.nested
+                    shared = codec.envelope_fields(slot.spec.name) if nested is None else ()
+                    kept = dict(sealed)
+                    documents.keep(
+                        key,
+                        value,
+                        scope._data,
+                        slot.meta,
+                        window_text,
+                        data_bytes,
+                        shared,
+                        codec,
+                        kept,
+                        nested,
+                    )
                 elif type(codec) is FieldEncryption:
                     shared = codec.envelope_fields(slot.spec.name)
-                    if codec.decrypted_cache:
-                        # kept decrypted, for this codec's next load of these very bytes
-                        data = slot.scope._data
-                        kept = dict(slot.sealed)
-                        documents.keep(
-                            key, value, data, slot.meta, window_text, data_bytes, shared, codec, kept
-                        )
-                    else:
-                        documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
+                    documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
         return items, batch
 
     @staticmethod
@@ -340,6 +367,7 @@ class Turn:
             merged.append((slot, result.data, theirs_bytes, etag, doc, sealed))
         for slot, data, theirs_bytes, etag, doc, sealed in merged:
             slot.sealed = sealed
+            slot.nested = None
             manager.stats.merges += 1
             slot.scope._data.clear()
             slot.scope._data.update(data)
