@@ -426,16 +426,16 @@ class FieldEncryption:
         groups: Sequence[_Group]
         flat = self._flat.get(scope)
         if flat is not None:
-            out = dict(data)
+            out = data.copy()
             groups = ((out, flat),)
         else:
             root = self._roots.get(scope)
             if root is None:
-                return dict(data)
+                return data.copy()
             groups = []
             planned = _plan(root, data, (), groups)
             if planned is None:
-                return dict(data)
+                return data.copy()
             out = planned
         ad_prefix: bytes | None = None  # looked up when the first field is sealed anew
         suffixes = self._suffixes

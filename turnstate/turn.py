@@ -295,7 +295,7 @@ class Turn:
                     scope = slot.scope
                     nested = None if scope._shaped else slot.nested
                     shared = codec.envelope_fields(slot.spec.name) if nested is None else ()
-                    kept = dict(sealed)
+                    kept = sealed.copy()
                     documents.keep(
                         key,
                         value,
