@@ -25,8 +25,8 @@ def stored(data: dict[str, Any], seen: bytes = b"") -> bytes:
 def test_a_hit_is_an_equal_copy_whose_objects_and_lists_are_its_own() -> None:
     cache = DocumentCache(8)
     value = stored({"n": 1, "profile": {"tags": ["a"]}, "items": [{"x": 1}]}, b"|0123456789ab00000a")
-    first, _, _ = cache.load("k", value)
-    second, _, seen = cache.load("k", value)
+    first, _, _, _ = cache.load("k", value)
+    second, _, seen, _ = cache.load("k", value)
     assert second == first == decode("k", value).data
     assert seen == b"|0123456789ab00000a"
     second["profile"]["tags"].append("b")
@@ -58,7 +58,7 @@ def test_flat_documents_found_from_their_bytes_are_copied_too() -> None:
     data = {"a": "text with { and [ inside", "b": 1}
     value = stored(data)
     cache.keep("k", value, data, {}, b"", encode_data(data))
-    copy, _, _ = cache.load("k", value)
+    copy, _, _, _ = cache.load("k", value)
     copy["a"] = "changed"
     assert cache.load("k", value)[0] == {"a": "text with { and [ inside", "b": 1}
 
@@ -198,7 +198,7 @@ async def test_remembered_plaintext_keeps_written_documents_decrypted_for_their_
             stored = (await storage.read([key]))[key].value
     assert documents.opened(key, stored, manager.codec) is not None
     # a load that is not the codec's sees the stored form, never the remembered plaintext
-    data, _, _ = documents.load(key, (await storage.read([key]))[key].value)
+    data, _, _, _ = documents.load(key, (await storage.read([key]))[key].value)
     assert data["email"] != "ann@contoso.example" and set(data["email"]) == {"$enc"}
     async with manager.turn(message()) as state:
         state.user.set("n", 1)  # written again: kept decrypted again
@@ -256,8 +256,8 @@ def test_shared_envelopes_are_shared_and_every_other_object_is_copied() -> None:
         cache = DocumentCache(8)
         value = stored(data)
         cache.keep("user/a", value, data, {}, b"", encode_data(data), shared=frozenset({"email", "phone"}))
-        first, _, _ = cache.load("user/a", value)
-        second, _, _ = cache.load("user/a", value)
+        first, _, _, _ = cache.load("user/a", value)
+        second, _, _, _ = cache.load("user/a", value)
         assert first == second == data
         if type(data["email"]) is dict:
             assert first["email"] is second["email"]  # envelopes are never edited in place: shared
@@ -276,3 +276,26 @@ async def test_a_turns_bookkeeping_shows_no_field_value_in_reprs() -> None:
         shown = f"{slot!r} {slot.__rich_repr__()!r}"
         assert "ann@contoso" not in shown and "plain words" not in shown and slot.key in shown
     turn.discard()
+
+
+async def test_a_document_kept_after_a_scalar_only_turn_still_copies_its_objects() -> None:
+    """A turn that set only scalars keeps the document with the fields that held objects at load; every
+    later turn still gets its own copy of them, and a field that became an object is found too."""
+    manager = StateManager(MemoryStorage())
+    async with manager.turn(message()) as state:
+        state.user.set("profile", {"tags": ["a"]})
+    for change in ("n", "settings"):
+        async with manager.turn(message()) as state:
+            if change == "n":
+                state.user.incr("n")  # scalar only: the loaded shape is reused
+            else:
+                state.user.set("settings", {"lang": "en"})  # a new object: looked for again
+        for name, original in (("profile", {"tags": ["a"]}), ("settings", {"lang": "en"})):
+            if change == "n" and name == "settings":
+                continue
+            with pytest.raises(RuntimeError):
+                async with manager.turn(message()) as state:
+                    state.user.get(name)[next(iter(original))] = "edited"
+                    raise RuntimeError("the handler failed")
+            async with manager.turn(message()) as state:
+                assert state.user.get(name) == original

@@ -55,9 +55,12 @@ class DocumentCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def load(self, key: str, value: bytes) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes]:
-        """The document stored as ``value`` under ``key``, as (data, meta, seen): a copy of the kept one if
-        the bytes are the same, else freshly decoded (and kept). Raises CorruptDocumentError like
+    def load(
+        self, key: str, value: bytes
+    ) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes, tuple[str, ...] | None]:
+        """The document stored as ``value`` under ``key``, as (data, meta, seen, objects): a copy of the
+        kept one if the bytes are the same, with the fields holding an object or a list; else freshly
+        decoded (and kept), with objects None. Raises CorruptDocumentError like
         :func:`turnstate.document.decode`."""
         entry = self._entries.get(key)
         if entry is not None and entry[5] is None and (entry[0] is value or entry[0] == value):
@@ -69,10 +72,10 @@ class DocumentCache:
             except RecursionError:
                 pass  # called from deeper down than when it was kept: decode instead
             else:
-                return data, meta, seen
+                return data, meta, seen, nested
         doc = decode(key, value)
         self.keep(key, value, doc.data, doc.meta, doc.seen)
-        return doc.data, doc.meta, doc.seen
+        return doc.data, doc.meta, doc.seen, None
 
     def opened(
         self, key: str, value: bytes, opener: object

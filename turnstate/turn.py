@@ -78,7 +78,8 @@ class _Slot(msgspec.Struct, gc=False):
     seen: bytes
     sealed: Sealed | None
     nested: tuple[str, ...] | None = None
-    """The fields that held an object or a list at load, when the document cache said so."""
+    """The fields that held an object or a list at load, when the document cache said so (an encrypted
+    scope's as decrypted)."""
 
     # the loaded bytes and the sealed record hold field values (plaintext of encrypted fields in the
     # latter), so neither a repr nor a pretty-printer may show them
@@ -173,7 +174,7 @@ class Turn:
                 sealed: Sealed | None = None
                 nested = None
                 if name not in encrypted:
-                    data, meta, seen = decode(key, loaded)
+                    data, meta, seen, nested = decode(key, loaded)
                 else:
                     assert codec is not None
                     hit = None if opened is None else opened(key, loaded, codec)
@@ -181,7 +182,7 @@ class Turn:
                         data, meta, seen, kept, nested = hit
                         sealed = kept.copy()
                     else:
-                        data, meta, seen = decode(key, loaded)
+                        data, meta, seen, _ = decode(key, loaded)
                         sealed = {}
                         data = codec.decrypt_data(name, key, data, sealed)
                 if token and seen != searched:
@@ -288,7 +289,12 @@ class Turn:
             if documents is not None and slot.scope._exact:
                 sealed = slot.sealed
                 if sealed is None:
-                    documents.keep(key, value, stored, slot.meta, window_text, data_bytes)
+                    # if the turn set only scalars at top-level names, its objects and lists are where
+                    # the cache said they were at load
+                    objects = None if slot.scope._shaped else slot.nested
+                    documents.keep(
+                        key, value, stored, slot.meta, window_text, data_bytes, (), None, None, objects
+                    )
                 elif opener is not None and codec is opener:
                     # kept decrypted, for this codec's next load of these very bytes; if the turn set
                     # only scalars at top-level names, its objects and lists are where they were
@@ -389,9 +395,11 @@ class Turn:
             self.state._close()
 
 
-def _decode(key: str, value: bytes) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes]:
+def _decode(
+    key: str, value: bytes
+) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes, tuple[str, ...] | None]:
     doc = document.decode(key, value)
-    return doc.data, doc.meta, doc.seen
+    return doc.data, doc.meta, doc.seen, None
 
 
 def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]:
