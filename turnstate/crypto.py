@@ -146,7 +146,7 @@ def _compile(patterns: Iterable[str]) -> tuple[tuple[str, ...], dict[str, _Node]
     return tuple(given), roots
 
 
-_Group = tuple[dict[str, Any], dict[str, tuple[str, ...]]]
+_Group = tuple[dict[str, Any], Sequence[tuple[str, tuple[str, ...]]]]
 """An object holding declared fields, and those fields' names with their paths from the scope."""
 
 _Memo = tuple[str, str, tuple[str, ...], bytes, Any]
@@ -184,7 +184,7 @@ def _plan(
     """Copy ``data`` along matched paths; list each copied object holding matched fields, with their
     paths. None if nothing matched."""
     copy: dict[str, Any] | None = None
-    names: dict[str, tuple[str, ...]] | None = None
+    names: list[tuple[str, tuple[str, ...]]] | None = None
     children = node.children
     star = node.star
     # Try the declared names when they are fewer (and there is no '*'), otherwise the data's.
@@ -196,9 +196,9 @@ def _plan(
             if copy is None:
                 copy = dict(data)
             if names is None:
-                names = {}
+                names = []
                 groups.append((copy, names))
-            names[seg] = (*path, seg)
+            names.append((seg, (*path, seg)))
         else:
             value = data[seg]
             if type(value) is dict:
@@ -212,7 +212,7 @@ def _plan(
 
 def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], groups: list[_Group]) -> None:
     """List each object holding matched fields, with their paths, without copying."""
-    names: dict[str, tuple[str, ...]] | None = None
+    names: list[tuple[str, tuple[str, ...]]] | None = None
     children = node.children
     star = node.star
     # Try the declared names when they are fewer (and there is no '*'), otherwise the data's.
@@ -222,9 +222,9 @@ def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], groups: lis
             continue
         if child.terminal:
             if names is None:
-                names = {}
+                names = []
                 groups.append((data, names))
-            names[seg] = (*path, seg)
+            names.append((seg, (*path, seg)))
         else:
             value = data[seg]
             if type(value) is dict:
@@ -286,8 +286,8 @@ class FieldEncryption:
         check_decrypted_cache(decrypted_cache)
         self._paths, self._roots = _compile(paths)
         # scopes whose declared fields are all top-level names: walked with a plain loop, no recursion
-        self._flat: dict[str, dict[str, tuple[str, ...]]] = {
-            scope: {name: (name,) for name in root.children}
+        self._flat: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+            scope: tuple((name, (name,)) for name in root.children)
             for scope, root in self._roots.items()
             if root.star is None and all(child.terminal for child in root.children.values())
         }
@@ -385,7 +385,7 @@ class FieldEncryption:
         groups: list[_Group] = []
         out = _plan(root, data, (), groups) or dict(data)
         for container, names in groups:
-            for name in names:
+            for name, _ in names:
                 container[name] = REDACTED
         return out
 
@@ -440,7 +440,7 @@ class FieldEncryption:
         ad_prefix: bytes | None = None  # looked up when the first field is sealed anew
         suffixes = self._suffixes
         for container, names in groups:
-            for name, path in names.items():
+            for name, path in names:
                 value = container.get(name, _ABSENT)
                 if value is _ABSENT:
                     continue
@@ -510,7 +510,7 @@ class FieldEncryption:
         prefix: bytes | None = None  # looked up when the first field is decrypted with AES
         suffixes = self._suffixes
         for container, names in groups:
-            for name, path in names.items():
+            for name, path in names:
                 value = container.get(name, _ABSENT)
                 if value is _ABSENT:
                     continue
@@ -648,7 +648,7 @@ class FieldEncryption:
         _visit(root, data, (), groups)
         head = self._head
         for container, names in groups:
-            for name in names:
+            for name, _ in names:
                 value = container[name]
                 if not is_envelope(value) or not value[ENVELOPE_MARKER].startswith(head):
                     return True
