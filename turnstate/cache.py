@@ -112,7 +112,7 @@ class DocumentCache:
         ``data`` must be exactly what decoding ``value`` gives: plain JSON values, no tuples or objects.
         ``data_bytes``, the encoded fields if at hand, lets a document without objects or lists skip a walk.
         ``shared`` names fields stored as one envelope each (an object whose only member is a base64 string)
-        that nobody edits in place: copies share them instead of copying them.
+        that nobody edits in place: copies share them instead of copying them (stored form only).
 
         With ``opener``, ``data`` is instead what ``opener`` (field encryption) made of the stored fields,
         ``data_bytes`` still being the stored fields; only :meth:`opened` with the same opener returns it,
@@ -141,35 +141,17 @@ class DocumentCache:
             if not data_bytes.rpartition(b"{")[0]:
                 entries[key] = (value, data.copy(), (), meta, seen, opener, state)
                 return
-            if shared:
+            if shared and opener is None:
                 # each envelope holds exactly one '{' (its text is base64); if they account for every '{'
                 # after the opening one, no other field holds an object
                 envelopes = 0
-                if opener is None:
-                    for name in shared:
-                        if type(data.get(name)) is dict:
-                            envelopes += 1
-                    if data_bytes.count(b"{") == envelopes + 1:
-                        entries[key] = (value, data.copy(), (), meta, seen, None, state)
-                        return
-                else:
-                    # every shared field present was stored as an envelope; opened, it may hold anything
-                    copy = data.copy()
-                    nested = []
-                    for name in shared:
-                        if name in copy:
-                            envelopes += 1
-                            cls = type(copy[name])
-                            if cls is dict or cls is list:
-                                nested.append(name)
-                    if data_bytes.count(b"{") == envelopes + 1:
-                        try:
-                            for name in nested:
-                                copy[name] = _copy(copy[name])
-                        except RecursionError:
-                            return
-                        entries[key] = (value, copy, tuple(nested), meta, seen, opener, state)
-                        return
+                for name in shared:
+                    if type(data.get(name)) is dict:
+                        envelopes += 1
+                if data_bytes.count(b"{") == envelopes + 1:
+                    entries[key] = (value, data.copy(), (), meta, seen, None, state)
+                    return
+        # an opener's fields are walked: once opened, an encrypted field may hold anything
         copy = data.copy()
         nested = []
         try:

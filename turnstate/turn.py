@@ -286,22 +286,18 @@ class Turn:
             batch.append((slot, value, window_text))
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
             # only data known to be in its decoded form qualifies (a custom codec's output is not known)
-            if documents is not None and slot.scope._exact:
+            scope = slot.scope
+            if documents is not None and scope._exact:
+                # if the turn set only scalars at top-level names, its objects and lists are where the
+                # cache said they were at load
+                objects = None if scope._shaped else slot.nested
                 sealed = slot.sealed
                 if sealed is None:
-                    # if the turn set only scalars at top-level names, its objects and lists are where
-                    # the cache said they were at load
-                    objects = None if slot.scope._shaped else slot.nested
                     documents.keep(
                         key, value, stored, slot.meta, window_text, data_bytes, (), None, None, objects
                     )
                 elif opener is not None and codec is opener:
-                    # kept decrypted, for this codec's next load of these very bytes; if the turn set
-                    # only scalars at top-level names, its objects and lists are where they were
-                    scope = slot.scope
-                    nested = None if scope._shaped else slot.nested
-                    shared = codec.envelope_fields(slot.spec.name) if nested is None else ()
-                    kept = sealed.copy()
+                    # kept decrypted, for this codec's next load of these very bytes
                     documents.keep(
                         key,
                         value,
@@ -309,10 +305,10 @@ class Turn:
                         slot.meta,
                         window_text,
                         data_bytes,
-                        shared,
-                        codec,
-                        kept,
-                        nested,
+                        (),
+                        opener,
+                        sealed.copy(),
+                        objects,
                     )
                 elif type(codec) is FieldEncryption:
                     shared = codec.envelope_fields(slot.spec.name)
