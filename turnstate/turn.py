@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -151,16 +151,20 @@ class Turn:
         scopes = dict(plan.unavailable)
         items = await manager.storage.read(plan.keys) if plan.keys else {}
         codec = manager.codec
-        encrypted = codec.scopes if codec is not None else ()
         guard = manager.guard
         slots = self._slots
         documents = manager.documents
         decode = _decode if documents is None else documents.load
-        # field encryption that remembers plaintext finds the documents it wrote kept decrypted
         opened = None
-        if documents is not None and type(codec) is FieldEncryption and codec.decrypted_cache:
-            opened = documents.opened
-            self._opener = codec
+        if type(codec) is FieldEncryption:
+            # its attributes, read without the property calls: this runs on every turn
+            encrypted: Collection[str] = codec._scopes
+            # field encryption that remembers plaintext finds the documents it wrote kept decrypted
+            if documents is not None and codec._memo_size:
+                opened = documents.opened
+                self._opener = codec
+        else:
+            encrypted = codec.scopes if codec is not None else ()
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         for spec, key in plan.wanted:
