@@ -471,9 +471,7 @@ class FieldEncryption:
                     if len(nonce) != NONCE_SIZE:
                         raise EncryptionError("the random source returned too few bytes")
                 if ad_prefix is None:
-                    ad_prefix = self._ad_cache.get((self._primary, storage_key, scope)) or self._ad_prefix(
-                        self._primary, storage_key, scope
-                    )
+                    ad_prefix = self._ad_prefix(self._primary, storage_key, scope)
                 ad = ad_prefix + (suffixes.get(path) or self._suffix(path))
                 text = (
                     self._head
@@ -540,9 +538,7 @@ class FieldEncryption:
                     # a failure) goes to _open, which checks every step and raises the precise error.
                     if text.startswith(head):
                         if prefix is None:
-                            prefix = self._ad_cache.get(
-                                (self._primary, storage_key, scope)
-                            ) or self._ad_prefix(self._primary, storage_key, scope)
+                            prefix = self._ad_prefix(self._primary, storage_key, scope)
                         try:
                             raw = _a2b(text[len(head) :], strict_mode=True)
                             plaintext = self._cipher.decrypt(
