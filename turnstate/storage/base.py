@@ -12,7 +12,8 @@ The docstrings in this module are the contract; backends document only where the
   (create-only); any other string writes only if the stored ETag equals it. A failed precondition raises
   :class:`~turnstate.errors.PreconditionFailedError` naming the keys.
 * ``WriteItem.ttl`` (seconds, > 0) makes the item expire that long after this write; an expired item reads
-  as absent. ``None`` means it never expires.
+  as absent. ``None`` means it never expires. ``read`` reports each item's expiry in
+  ``StoredItem.expires_at``.
 
 Edge cases: ``read([])`` returns ``{}``; unknown keys are omitted from ``read``'s result; ``write({})`` does
 nothing; deleting an unknown key is fine; an empty key raises :class:`~turnstate.errors.InvalidKeyError`.
@@ -35,10 +36,15 @@ ANY_ETAG = "*"
 
 
 class StoredItem(msgspec.Struct, frozen=True, gc=False):
-    """One item as read from storage."""
+    """One item as read from storage.
+
+    ``expires_at``: when the item expires (Unix time in seconds, as set by the ``ttl`` of its last write),
+    or None if it never expires. Tools that rewrite items use it to keep each item's remaining lifetime.
+    """
 
     value: bytes
     etag: str
+    expires_at: float | None = None
 
 
 class WriteItem(msgspec.Struct, frozen=True, gc=False):
