@@ -8,6 +8,7 @@ import asyncio
 from tests.activities import message
 from tests.backends import Backend
 from turnstate import CommitRetriesExhaustedError, StateManager, WriteItem
+from turnstate.document import decode
 from turnstate.keyring import KeyRing
 from turnstate.runtime import Bot, TurnContext
 
@@ -37,11 +38,29 @@ async def test_giving_up_after_the_last_attempt_raises_and_is_counted(backend: B
 
 
 async def test_a_merge_that_leaves_nothing_to_write_writes_nothing(backend: Backend) -> None:
-    a, b = StateManager(backend.open()), StateManager(backend.open())
+    a, b = StateManager(backend.open(), dedupe=False), StateManager(backend.open(), dedupe=False)
     results = await race(a, b, lambda s: s.conversation.set("x", 1), lambda s: s.conversation.set("x", 1))
     assert results == [None, None]
     assert a.stats["commits"] + b.stats["commits"] == 1  # the second found its change already stored
     assert a.stats["merges"] + b.stats["merges"] == 1
+
+
+async def test_a_merge_that_leaves_the_fields_as_stored_still_records_the_activity(backend: Backend) -> None:
+    a, b = StateManager(backend.open()), StateManager(backend.open())
+    activities = [message(), message()]
+    both_loaded = asyncio.Barrier(2)
+
+    async def turn(manager: StateManager, activity: dict[str, object]) -> None:
+        async with manager.turn(activity) as state:
+            await both_loaded.wait()
+            state.conversation.set("x", 1)
+
+    await asyncio.gather(turn(a, activities[0]), turn(b, activities[1]))
+    assert a.stats["commits"] + b.stats["commits"] == 2  # the second wrote only its window
+    for activity in activities:  # so both are known as done, and neither runs again
+        turn_ = StateManager(backend.open()).turn(activity)
+        async with turn_ as state:
+            assert turn_.duplicate and state.conversation.get("x") == 1
 
 
 async def test_document_deleted_meanwhile_is_recreated_with_this_turns_fields(backend: Backend) -> None:
@@ -96,15 +115,20 @@ async def test_encrypted_fields_already_stored_merge_on_their_plaintext(backend:
         }
 
 
-async def test_a_checkpoint_of_new_encrypted_values_is_not_written_again_at_the_end(
+async def test_a_checkpoint_of_new_encrypted_values_is_not_sealed_again_at_the_end(
     backend: Backend,
 ) -> None:
     manager = StateManager(backend.open(), encrypt=["user.email"], keys=KeyRing({"k1": bytes(32)}))
+    storage = backend.open()
     async with manager.turn(message()) as state:
         state.user.set("email", "ann@contoso.test")
         await state.save()
+        [key] = [k async for k in storage.list_keys("user/")]
+        checkpointed = decode(key, (await storage.read([key]))[key].value).data["email"]
         state.user.set("email", "ann@contoso.test")  # same value: its envelope from save() is kept
-    assert manager.stats["writes"] == 1
+    # the final commit rewrites the document only to mark the activity done in it
+    assert manager.stats["writes"] == 2
+    assert decode(key, (await storage.read([key]))[key].value).data["email"] == checkpointed
     async with manager.turn(message()) as state:
         assert state.user.get("email") == "ann@contoso.test"
 

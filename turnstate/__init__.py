@@ -8,6 +8,7 @@ from turnstate.activity import Activity, ChannelAccount, ConversationAccount
 from turnstate.crypto import FieldEncryption
 from turnstate.errors import (
     CommitRetriesExhaustedError,
+    ConcurrentDeliveryError,
     ConflictError,
     CorruptDocumentError,
     DecryptionError,
@@ -52,6 +53,7 @@ __all__ = [
     "Capabilities",
     "ChannelAccount",
     "CommitRetriesExhaustedError",
+    "ConcurrentDeliveryError",
     "ConflictError",
     "ConversationAccount",
     "CorruptDocumentError",

@@ -2,12 +2,13 @@
 
 A scope's state is stored as one JSON object::
 
-    {"v": 1, "data": {...the scope's fields...}, "seen": "...", "meta": {...}}
+    {"v": 1, "data": {...the scope's fields...}, "recent": "...", "meta": {...}}
 
 ``v`` is the format version. ``data`` holds the fields (encrypted fields hold an envelope in place of the
-value). ``seen`` is the window of recently committed activity ids (:mod:`turnstate.redelivery`), omitted
-when empty. ``meta`` is optional room for other bookkeeping; it is omitted when empty, and entries this
-version does not know are preserved.
+value). ``recent`` is the window of recent activities and how far each got (:mod:`turnstate.redelivery`),
+omitted when empty; documents written before it existed hold ``seen`` instead, a window of activities
+that are done, which is read as such and written back as ``recent``. ``meta`` is optional room for other
+bookkeeping; it is omitted when empty, and entries this version does not know are preserved.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from turnstate.errors import CorruptDocumentError
+from turnstate.redelivery import SeenWindow
 
 FORMAT_VERSION = 1
 
@@ -25,15 +27,16 @@ FORMAT_VERSION = 1
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
     v: int
     data: msgspec.Raw
-    seen: msgspec.Raw = msgspec.Raw(b"")
+    recent: msgspec.Raw = msgspec.Raw(b"")
     meta: dict[str, msgspec.Raw] = {}
 
 
 class _Stored(msgspec.Struct, forbid_unknown_fields=False, gc=False):
     v: int
     data: dict[str, Any]
-    seen: msgspec.Raw = msgspec.Raw(b"")
+    recent: msgspec.Raw = msgspec.Raw(b"")
     meta: dict[str, msgspec.Raw] = {}
+    seen: msgspec.Raw = msgspec.Raw(b"")
 
 
 _stored_decoder = msgspec.json.Decoder(_Stored)
@@ -54,7 +57,7 @@ class Document(msgspec.Struct, gc=False):
     data: dict[str, Any]
     meta: dict[str, msgspec.Raw]
     seen: bytes
-    """The redelivery window's characters, exactly as stored (ASCII, nothing to escape)."""
+    """The redelivery window's characters, exactly as stored in ``recent`` (ASCII, nothing to escape)."""
 
 
 def decode(key: str, value: bytes) -> Document:
@@ -69,13 +72,19 @@ def decode(key: str, value: bytes) -> Document:
         ) from exc
     if stored.v != FORMAT_VERSION:
         _diagnose(key, value)
-    seen = bytes(stored.seen) if stored.seen else b""
-    if seen:
-        # kept as stored and written back verbatim, so it must be a plain string: no escapes, ASCII only
-        if seen[0] != 34 or seen.find(b"\\") >= 0 or not seen.isascii():
-            raise CorruptDocumentError(key, "'seen' (the redelivery window) is not a plain ASCII string")
-        seen = seen[1:-1]
+    seen = _window(key, "recent", stored.recent) if stored.recent else b""
+    if stored.seen:
+        # written by a release before the "recent" window: every activity in it is done
+        seen = SeenWindow.from_legacy(_window(key, "seen", stored.seen)) + seen
     return Document(stored.data, stored.meta, seen)
+
+
+def _window(key: str, name: str, raw: msgspec.Raw) -> bytes:
+    window = bytes(raw)
+    # kept as stored and written back verbatim, so it must be a plain string: no escapes, ASCII only
+    if window[0] != 34 or window.find(b"\\") >= 0 or not window.isascii():
+        raise CorruptDocumentError(key, f"{name!r} (the redelivery window) is not a plain ASCII string")
+    return window[1:-1]
 
 
 def _diagnose(key: str, value: bytes) -> NoReturn:
@@ -119,9 +128,9 @@ def encode(data_bytes: bytes, meta: Mapping[str, Any] | None = None, seen: bytes
     if meta:
         if seen:
             return b"".join(
-                (_PREFIX, data_bytes, b',"seen":"', seen, b'","meta":', _encoder.encode(meta), b"}")
+                (_PREFIX, data_bytes, b',"recent":"', seen, b'","meta":', _encoder.encode(meta), b"}")
             )
         return b"".join((_PREFIX, data_bytes, b',"meta":', _encoder.encode(meta), b"}"))
     if seen:
-        return b"".join((_PREFIX, data_bytes, b',"seen":"', seen, b'"}'))
+        return b"".join((_PREFIX, data_bytes, b',"recent":"', seen, b'"}'))
     return b"".join((_PREFIX, data_bytes, b"}"))

@@ -20,6 +20,8 @@
     ├── ConflictError               concurrent writers disagreed
     │   ├── PreconditionFailedError an ETag precondition failed (also StorageError)
     │   ├── MergeConflictError      both writers changed a field whose policy is "raise"
+    │   ├── DuplicateActivityError  a concurrent delivery of the activity completed it first
+    │   ├── ConcurrentDeliveryError a concurrent delivery of the activity checkpointed first
     │   └── CommitRetriesExhaustedError  the commit kept conflicting past its retry bound
     └── EncryptionError             field encryption failed or cannot start
         ├── KeyRingError            missing, malformed or duplicate keys (also ValueError)
@@ -190,7 +192,7 @@ class MergeConflictError(ConflictError, StateError):
 
 
 class DuplicateActivityError(ConflictError):
-    """A redelivered activity ran while its first delivery committed; this run's changes were dropped."""
+    """A redelivered activity ran while another delivery completed it; this run's changes were dropped."""
 
     def __init__(self, activity_id: str, key: str) -> None:
         self.activity_id = activity_id
@@ -202,15 +204,53 @@ class DuplicateActivityError(ConflictError):
 
 
 class CommitRetriesExhaustedError(ConflictError):
-    """The commit kept losing the compare-and-set race after every retry."""
+    """The commit kept losing the compare-and-set race after every retry.
 
-    def __init__(self, keys: Iterable[str], attempts: int) -> None:
+    ``keys``: the keys whose last write conflicted. ``written``: documents this commit did write (on a
+    storage without atomic batches); ``unwritten``: those it did not. A redelivery of the activity writes
+    the unwritten ones and leaves the written ones as they are.
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str],
+        attempts: int,
+        *,
+        written: Iterable[str] = (),
+        unwritten: Iterable[str] = (),
+    ) -> None:
         self.keys = sorted(keys)
         self.attempts = attempts
+        self.written = sorted(written)
+        self.unwritten = sorted(unwritten)
         shown = ", ".join(repr(k) for k in self.keys)
+        outcome = (
+            f"; written: {', '.join(repr(k) for k in self.written)}; not written: "
+            f"{', '.join(repr(k) for k in self.unwritten) or 'none'}. A redelivery of the activity "
+            "completes the unwritten ones"
+            if self.written
+            else "; nothing was written"
+        )
         super().__init__(
-            f"gave up committing {shown} after {attempts} attempts: other writers kept winning. "
+            f"gave up committing {shown} after {attempts} attempts: other writers kept winning{outcome}. "
             "Raise max_commit_attempts or reduce contention on these documents."
+        )
+
+
+class ConcurrentDeliveryError(ConflictError):
+    """Another delivery of the same activity checkpointed first while this one ran; this one stopped.
+
+    Only one delivery carries an activity forward. What this delivery committed before it stopped stays;
+    a later redelivery resumes from whatever the other one leaves.
+    """
+
+    def __init__(self, activity_id: str, key: str) -> None:
+        self.activity_id = activity_id
+        self.key = key
+        super().__init__(
+            f"activity {activity_id!r} is being handled by another delivery at the same time (it "
+            f"checkpointed {key!r} first); this delivery stopped. Fail the request so the channel "
+            "redelivers: the redelivery resumes from the checkpointed state"
         )
 
 

@@ -315,7 +315,16 @@ class TurnState:
     a single-segment path (``"foo"``) is ``temp.foo``.
     """
 
-    __slots__ = ("_saver", "_scopes", "_temp", "activity_id", "conversation", "private", "user")
+    __slots__ = (
+        "_saver",
+        "_scopes",
+        "_temp",
+        "activity_id",
+        "conversation",
+        "private",
+        "resumed",
+        "user",
+    )
 
     conversation: ScopeState
     user: ScopeState
@@ -326,10 +335,14 @@ class TurnState:
         scopes: dict[str, ScopeState],
         saver: Callable[[], Awaitable[None]] | None = None,
         activity_id: str | None = None,
+        resumed: bool = False,
     ) -> None:
         self._scopes = scopes
         self._saver = saver
         self.activity_id = activity_id
+        self.resumed = resumed
+        """True when an earlier delivery of this activity got part of the way (it checkpointed, or its
+        commit wrote some scopes): the state holds what it left, and the handler resumes from there."""
         self.conversation = scopes["conversation"]
         self.user = scopes["user"]
         self.private = scopes["private"]
@@ -415,7 +428,11 @@ class TurnState:
             scope._closed = True
 
     async def save(self) -> None:
-        """Commit the changes made so far, mid-turn; the final commit still happens when the turn ends."""
+        """Commit the changes made so far as a checkpoint; the final commit still happens when the turn ends.
+
+        A checkpoint records progress, not completion: if the turn then fails, a redelivery runs the handler
+        again on the checkpointed state with ``resumed`` set.
+        """
         if self._saver is None:
             raise TurnClosedError("turn state")
         await self._saver()

@@ -44,6 +44,7 @@ from turnstate import document
 from turnstate.crypto import FieldEncryption, Sealed
 from turnstate.errors import (
     CommitRetriesExhaustedError,
+    ConcurrentDeliveryError,
     DuplicateActivityError,
     MergeConflictError,
     PreconditionFailedError,
@@ -51,7 +52,7 @@ from turnstate.errors import (
 )
 from turnstate.keys import ids_of
 from turnstate.merge import merge
-from turnstate.redelivery import SeenWindow
+from turnstate.redelivery import SeenWindow, done_mark
 from turnstate.scopes import ScopeSpec
 from turnstate.state import ScopeState, TurnState
 from turnstate.storage.base import WriteItem
@@ -80,6 +81,11 @@ class _Slot(msgspec.Struct, gc=False):
     nested: tuple[str, ...] | None = None
     """The fields that held an object or a list at load, when the document cache said so (an encrypted
     scope's as decrypted)."""
+    done: bool = False
+    """This activity is already done in this document: the turn's changes to it are dropped."""
+    progress: bool = False
+    """The document holds this activity's in-progress record (a checkpoint's): the final commit marks it
+    done, even if the turn changed nothing in it since."""
 
     # the loaded bytes and the sealed record hold field values (plaintext of encrypted fields in the
     # latter), so neither a repr nor a pretty-printer may show them
@@ -90,8 +96,9 @@ class _Slot(msgspec.Struct, gc=False):
         return [("key", self.key)]
 
 
-_Pending = tuple[_Slot, bytes, dict[str, Any]]
-"""A scope to write: its slot, its encoded fields, and the fields in their stored form."""
+_Pending = tuple[_Slot, bytes, dict[str, Any] | None]
+"""A scope to write: its slot, its encoded fields, and the fields in their stored form (None when only
+its window changes)."""
 
 _Written = tuple[_Slot, bytes, bytes]
 """A scope in a write batch: its slot, the document written, and the redelivery window in it."""
@@ -103,12 +110,16 @@ class Turn:
     __slots__ = (
         "_activity",
         "_closed",
+        "_delivery",
+        "_done_before",
         "_manager",
         "_opener",
+        "_recorded",
         "_slots",
         "_token",
         "activity_id",
         "duplicate",
+        "resumed",
         "state",
     )
 
@@ -123,7 +134,15 @@ class Turn:
         self.state: TurnState | None = None
         self.activity_id: str | None = None
         self.duplicate = False
-        """True when this activity id was already committed: a redelivery the handler should not repeat."""
+        """True when this activity is done in every document its earlier deliveries changed: a redelivery
+        the handler should not repeat."""
+        self.resumed = False
+        """True when an earlier delivery of this activity checkpointed or committed part of its changes and
+        this one must finish them (documents where it is done keep what they hold)."""
+        self._recorded = False
+        """Some document holds a record of this activity (found at load, or written by a checkpoint)."""
+        self._done_before = 0
+        self._delivery = b""
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -167,6 +186,7 @@ class Turn:
             encrypted = codec.scopes if codec is not None else ()
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
+        recorded = False
         for spec, key in plan.wanted:
             name = spec.name
             item = items.get(key)
@@ -192,11 +212,13 @@ class Turn:
                 if token and seen != searched:
                     searched = seen
                     if contains(seen, token):
-                        self.duplicate = True
+                        recorded = True
                 scope = ScopeState(name, key, data, guard)
                 slots.append(_Slot(spec, key, scope, loaded, item.etag, meta, seen, sealed, nested))
             scopes[name] = scope
         manager.stats.turns += 1
+        if recorded:
+            self._recall()
         if self.duplicate:
             manager.stats.duplicates += 1
             log.info(
@@ -204,25 +226,76 @@ class Turn:
                 activity_id,
                 extra={"activity_id": activity_id},
             )
-        self.state = TurnState(scopes, self.commit, activity_id)
+        self.state = TurnState(scopes, self.checkpoint, activity_id, self.resumed)
         return self.state
 
     __aenter__ = load
 
+    def _recall(self) -> None:
+        """Work out from the loaded windows how far earlier deliveries of this activity got.
+
+        A done record says in how many documents the activity is done in all; it is a duplicate when that
+        many loaded documents hold one. Otherwise the documents where it is done keep what they hold and
+        the handler runs again for the rest. A document without a record of it, whose window may have
+        trimmed one (it is full, and its oldest record is no older than the activity's done records), is
+        treated as done too: its change is never applied twice.
+        """
+        token = self._token
+        window = self._manager.window
+        assert window is not None
+        found = [(slot, SeenWindow.find(slot.seen, token)) for slot in self._slots]
+        done = [f for _, f in found if f is not None and f.done]
+        counts = [f.documents for f in done]
+        since = min((f.stamp for f in done), default=None)
+        for slot, f in found:
+            if f is not None:
+                slot.done = f.done
+                slot.progress = not f.done
+            elif since is not None and window.may_have_dropped(slot.seen, since):
+                slot.done = True
+        self._done_before = len(done)
+        self._recorded = True
+        if done and (None in counts or len(done) >= max(c for c in counts if c is not None)):
+            self.duplicate = True
+        else:
+            self.resumed = True
+
     async def commit(self, on_conflict: Literal["merge", "raise"] | None = None) -> None:
-        """Write every scope whose encoded fields changed since load (or the last commit).
+        """The turn's final commit: write every scope whose encoded fields changed since load (or the last
+        checkpoint), recording the activity as done in each.
 
         ``on_conflict`` overrides the manager's setting for this call.
         """
+        await self._commit(True, on_conflict)
+
+    async def checkpoint(self) -> None:
+        """Write the changes made so far, recording the activity as in progress (``state.save()``).
+
+        A redelivery after a checkpoint runs the handler again on the checkpointed state, with
+        ``state.resumed`` set; only the final commit marks the activity done.
+        """
+        await self._commit(False, None)
+
+    async def _commit(self, final: bool, on_conflict: Literal["merge", "raise"] | None) -> None:
         if self._closed:
             raise TurnClosedError("this turn")
         manager = self._manager
-        pending = _pending(self._slots, manager.codec)
-        if not pending:
+        codec = manager.codec
+        pending = _pending(self._slots, codec)
+        record = b""
+        if self._token:  # only set when the manager keeps redelivery windows
+            if final and self._recorded:
+                pending = self._with_progress(pending)
+            if not pending:
+                return
+            record = self._record(final, len(pending))
+        elif not pending:
             return
         attempt = 1
+        wrote: list[str] = []
+        dropped = False
         while True:
-            items, batch = self._items(pending)
+            items, batch = self._items(pending, record)
             try:
                 etags = await manager.storage.write(items)
             except PreconditionFailedError as exc:
@@ -233,41 +306,76 @@ class Turn:
                     attempt,
                     extra={"keys": exc.keys, "attempt": attempt},
                 )
-                self._written([b for b in batch if b[0].key in exc.written], exc.written)
+                self._written([b for b in batch if b[0].key in exc.written], exc.written, final)
+                wrote += (key for key in items if key in exc.written)
                 if (on_conflict or manager.on_conflict) == "raise":
                     raise
+                unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
                 if attempt >= manager.max_commit_attempts:
                     manager.stats.gave_up += 1
                     log.warning(
-                        "turnstate: gave up committing %s after %d attempts",
+                        "turnstate: gave up committing %s after %d attempts; written: %s",
                         exc.keys,
                         attempt,
-                        extra={"keys": exc.keys, "attempts": attempt},
+                        wrote,
+                        extra={"keys": exc.keys, "attempts": attempt, "written": wrote},
                     )
-                    raise CommitRetriesExhaustedError(exc.keys, attempt) from exc
+                    raise CommitRetriesExhaustedError(
+                        exc.keys, attempt, written=wrote, unwritten=[slot.key for slot in unwritten]
+                    ) from exc
                 manager.stats.retries += 1
                 if attempt > 1:
                     # back off before re-reading, so the retry writes right after its read
                     await asyncio.sleep(
                         random.uniform(0, min(manager.backoff * 2 ** (attempt - 2), _MAX_BACKOFF))
                     )
-                unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
-                await self._rebase([slot for slot in unwritten if slot.key in exc.keys])
-                pending = _pending(unwritten, manager.codec)
+                if await self._rebase([slot for slot in unwritten if slot.key in exc.keys], final):
+                    dropped = True
+                    unwritten = [slot for slot in unwritten if not slot.done]
+                # a slot of the final commit is written even if the merge left its fields as stored: its
+                # window must record the activity as done
+                pending = _pending(unwritten, codec, forced=final and bool(record))
                 if not pending:
+                    if dropped and not wrote:
+                        raise self._duplicate_at_commit(exc.keys[0]) from None
                     return
                 attempt += 1
                 continue
-            self._written(batch, etags)
+            self._written(batch, etags, final)
             manager.stats.commits += 1
             manager.stats.writes += len(pending)
             return
 
-    def _items(self, pending: list[_Pending]) -> tuple[dict[str, WriteItem], list[_Written]]:
+    def _record(self, final: bool, writes: int) -> bytes:
+        """The window record a commit of ``writes`` documents adds to each of them."""
+        window = self._manager.window
+        assert window is not None
+        if final:
+            return window.record(self._token, done_mark(self._done_before + writes))
+        if not self._delivery:
+            self._delivery = SeenWindow.delivery()
+        return window.progress(self._token, self._delivery)
+
+    def _with_progress(self, pending: list[_Pending]) -> list[_Pending]:
+        """``pending`` and every other document holding this activity's in-progress record."""
+        changed = {slot.key for slot, _, _ in pending}
+        rest = [s for s in self._slots if s.progress and not s.done and s.key not in changed]
+        return pending + _pending(rest, self._manager.codec, forced=True) if rest else pending
+
+    def _duplicate_at_commit(self, key: str) -> DuplicateActivityError:
+        self._manager.stats.duplicates += 1
+        log.info(
+            "turnstate: activity %r was committed by a concurrent delivery; dropping this one",
+            self.activity_id,
+            extra={"activity_id": self.activity_id},
+        )
+        return DuplicateActivityError(self.activity_id or "", key)
+
+    def _items(self, pending: list[_Pending], record: bytes) -> tuple[dict[str, WriteItem], list[_Written]]:
         """The write batch for ``pending``, and each slot with the document and window it will then hold."""
         manager = self._manager
-        window = manager.window if self._token else None
-        record = window.record(self._token) if window is not None else b""
+        window = manager.window if record else None
+        scrub = self._token if self._recorded else b""
         encode = document.encode
         documents = manager.documents
         codec = manager.codec
@@ -278,19 +386,25 @@ class Turn:
         after = b""
         for slot, data_bytes, stored in pending:
             key = slot.key
+            seen = slot.seen
             if window is None:
-                window_text = slot.seen
-            elif slot.seen == before:  # documents written by the same turns hold equal windows
-                window_text = after
+                window_text = seen
             else:
-                before = slot.seen
-                window_text = after = window.remember(before, record)
+                if scrub:  # an earlier record of this activity gives way to the new one
+                    seen = SeenWindow.without(seen, scrub)
+                if seen == before:  # documents written by the same turns hold equal windows
+                    window_text = after
+                else:
+                    before = seen
+                    window_text = after = window.remember(before, record)
             value = encode(data_bytes, slot.meta, window_text)
             items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
             batch.append((slot, value, window_text))
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
             # only data known to be in its decoded form qualifies (a custom codec's output is not known)
             scope = slot.scope
+            if stored is None:
+                continue  # rewritten only for its window: the fields as stored, not decoded
             if documents is not None and scope._exact:
                 # if the turn set only scalars at top-level names, its objects and lists are where the
                 # cache said they were at load
@@ -319,15 +433,21 @@ class Turn:
                     documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
         return items, batch
 
-    @staticmethod
-    def _written(done: list[_Written], etags: Mapping[str, str]) -> None:
+    def _written(self, done: list[_Written], etags: Mapping[str, str], final: bool) -> None:
         for slot, value, window_text in done:
             slot.loaded = value
             slot.etag = etags[slot.key]
             slot.seen = window_text
+            if not final and self._token:
+                slot.progress = self._recorded = True
 
-    async def _rebase(self, slots: list[_Slot]) -> None:
-        """Re-read conflicting scopes and merge this turn's changes onto what is stored now."""
+    async def _rebase(self, slots: list[_Slot], final: bool) -> bool:
+        """Re-read conflicting scopes and merge this turn's changes onto what is stored now.
+
+        Returns whether a concurrent delivery of this activity turned out to be done in some of them: their
+        changes are dropped (a checkpoint raises DuplicateActivityError instead). A concurrent delivery's
+        checkpoint raises ConcurrentDeliveryError: only one delivery may carry an activity forward.
+        """
         manager = self._manager
         fresh = await manager.storage.read([slot.key for slot in slots])
         codec = manager.codec
@@ -347,14 +467,13 @@ class Turn:
                 if codec is not None and slot.spec.name in codec.scopes:
                     sealed = {}
                     theirs = codec.decrypt_data(slot.spec.name, slot.key, theirs, sealed)
-            if self._token and doc is not None and SeenWindow.contains(doc.seen, self._token):
-                manager.stats.duplicates += 1
-                log.info(
-                    "turnstate: activity %r was committed by a concurrent delivery; dropping this one",
-                    self.activity_id,
-                    extra={"activity_id": self.activity_id},
-                )
-                raise DuplicateActivityError(self.activity_id or "", slot.key)
+            if (
+                self._token
+                and doc is not None
+                and SeenWindow.contains(doc.seen, self._token)
+                and self._other_delivery(slot, doc.seen, final)
+            ):
+                continue
             base = document.decode(slot.key, slot.loaded).data
             if codec is not None and slot.spec.name in codec.scopes:
                 base = codec.decrypt_data(slot.spec.name, slot.key, base)
@@ -371,6 +490,7 @@ class Turn:
                 )
                 raise MergeConflictError(slot.key, result.conflicts)
             merged.append((slot, result.data, theirs_bytes, etag, doc, sealed))
+        dropped = len(merged) < len(slots)
         for slot, data, theirs_bytes, etag, doc, sealed in merged:
             slot.sealed = sealed
             slot.nested = None
@@ -381,6 +501,31 @@ class Turn:
             slot.scope._exact = False  # a merge function may have returned any value
             slot.loaded, slot.etag = theirs_bytes, etag
             slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (_NO_META, b"")
+        return dropped
+
+    def _other_delivery(self, slot: _Slot, stored: bytes, final: bool) -> bool:
+        """Whether another delivery of this activity is done in ``slot``'s document, whose window is now
+        ``stored``; if so the slot is marked done. Raises if that delivery is still in progress there."""
+        token = self._token
+        theirs = SeenWindow.find(stored, token)
+        ours = SeenWindow.find(slot.seen, token)
+        assert theirs is not None
+        if theirs.done:
+            if ours is not None and ours.done:
+                return False  # as it was at load
+            if not final:
+                raise self._duplicate_at_commit(slot.key)
+            slot.done = True
+            log.info(
+                "turnstate: activity %r is done in %r by a concurrent delivery; keeping what it wrote",
+                self.activity_id,
+                slot.key,
+                extra={"activity_id": self.activity_id, "key": slot.key},
+            )
+            return True
+        if ours is not None and not ours.done and ours.delivery == theirs.delivery:
+            return False  # the in-progress record this turn loaded or wrote itself
+        raise ConcurrentDeliveryError(self.activity_id or "", slot.key)
 
     def discard(self) -> None:
         """Drop every uncommitted change and close the state."""
@@ -402,15 +547,23 @@ def _decode(
     return doc.data, doc.meta, doc.seen, None
 
 
-def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]:
+def _pending(slots: Iterable[_Slot], codec: FieldCodec | None, *, forced: bool = False) -> list[_Pending]:
     """Each touched slot whose fields, encoded as they would be stored, differ from the stored bytes; with
-    those bytes and the fields in their stored form."""
+    those bytes and the fields in their stored form. Slots where the activity is done are left out.
+
+    ``forced``: every slot is written; one whose fields are as stored comes with its stored fields' bytes
+    and None for their stored form.
+    """
     changed = document.changed_fields
-    pending = []
+    pending: list[_Pending] = []
     for slot in slots:
         scope = slot.scope
         if not scope._touched:
+            if forced and not slot.done:
+                pending.append((slot, _stored_fields(slot), None))
             continue  # nothing was written to it and nothing mutable was handed out
+        if slot.done:
+            continue
         sealed = slot.sealed  # set for every loaded document of an encrypted scope
         if sealed is None and (codec is None or slot.spec.name not in codec.scopes):
             stored = scope._data
@@ -424,4 +577,10 @@ def _pending(slots: Iterable[_Slot], codec: FieldCodec | None) -> list[_Pending]
         data_bytes = changed(slot.loaded, stored)
         if data_bytes is not None:
             pending.append((slot, data_bytes, stored))
+        elif forced:
+            pending.append((slot, document.encode_data(stored), None))
     return pending
+
+
+def _stored_fields(slot: _Slot) -> bytes:
+    return document.encode_data(document.decode(slot.key, slot.loaded).data)
