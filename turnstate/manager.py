@@ -17,6 +17,7 @@ from turnstate.keyring import KeyRing, KeySource, load_keys
 from turnstate.keys import KeyResult, KeyScheme, TurnIds
 from turnstate.merge import MergePolicies, Policy
 from turnstate.paths import Path, join, matches, parse
+from turnstate.queue import CommitQueue
 from turnstate.redelivery import SeenWindow
 from turnstate.scopes import BUILTIN_SCOPES, Scope, ScopeSpec, build_specs
 from turnstate.secrets import find_secret
@@ -129,6 +130,8 @@ class StateManager:
         self.backoff = backoff
         self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
         self.documents = DocumentCache(document_cache) if document_cache else None
+        self.commits = CommitQueue()
+        """Commits of this manager's turns to the same documents wait for each other."""
         # scopes that are off for every turn: built once, they hold nothing and only raise
         self.unavailable: dict[str, ScopeState] = {
             name: UnavailableScope(name, None) for name in self.disabled

@@ -23,10 +23,18 @@ and the whole batch is retried after merging; on one without, scopes that did no
 and only the conflicting ones are merged and retried. Either way a scope is written whole (never
 half-merged), and a merge conflict under the "raise" policy leaves that scope as it was stored.
 
-Redelivery: every document a turn writes records the activity id (:mod:`turnstate.redelivery`). An
-activity already recorded in any loaded document is a duplicate at load (``Turn.duplicate``); a duplicate
-running concurrently with its original loses the commit race, finds its id in the stored document, and
-raises :class:`~turnstate.errors.DuplicateActivityError` with none of its changes merged.
+Turns of one manager that commit to the same documents take turns (:mod:`turnstate.queue`): one that had
+to wait merges onto what the one before it wrote, then writes.
+
+Redelivery (:mod:`turnstate.redelivery`): every document a commit writes records the activity, as in
+progress for a checkpoint, as done (with the number of documents it is done in) for the final commit,
+which also marks done the documents its checkpoints wrote. At load, an activity done in as many documents
+as its records say is a duplicate (``Turn.duplicate``); one recorded only in some is resumed
+(``Turn.resumed``): documents where it is done keep what they hold, the rest take this run's changes. A
+delivery racing another one of the same activity finds the other's record when it re-reads after a
+conflict: where the other is done, this one's changes are dropped
+(:class:`~turnstate.errors.DuplicateActivityError` if nothing of its own was left to write); where the
+other only checkpointed, this one stops with :class:`~turnstate.errors.ConcurrentDeliveryError`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Collection, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,7 +71,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnstate")
 
-_MAX_BACKOFF = 0.1
+_MAX_BACKOFF = 1.0
 _NO_META: dict[str, msgspec.Raw] = {}
 
 
@@ -291,9 +300,44 @@ class Turn:
             record = self._record(final, len(pending))
         elif not pending:
             return
+        keys = [slot.key for slot, _, _ in pending]
+        queue = manager.commits
+        if queue.enter_now(keys):
+            try:
+                await self._write(pending, record, final, on_conflict)
+            finally:
+                queue.leave(keys)
+            return
+        await queue.enter(keys)
+        try:
+            if (on_conflict or manager.on_conflict) == "raise":
+                await self._write(pending, record, final, on_conflict)
+                return
+            # another turn of this manager may have written these documents meanwhile: merge onto what
+            # is stored, then write once
+            slots = [slot for slot, _, _ in pending]
+            dropped = await self._rebase(slots, final)
+            pending = _pending(slots, codec, forced=final and bool(record))
+            if pending:
+                await self._write(pending, record, final, on_conflict)
+            elif dropped:
+                raise self._duplicate_at_commit(keys[0])
+        finally:
+            queue.leave(keys)
+
+    async def _write(
+        self,
+        pending: list[_Pending],
+        record: bytes,
+        final: bool,
+        on_conflict: Literal["merge", "raise"] | None,
+    ) -> None:
+        """Write ``pending``; on conflict re-read, merge and retry, backing off from the second conflict."""
+        manager = self._manager
         attempt = 1
         wrote: list[str] = []
         dropped = False
+        cycle = 0.0
         while True:
             items, batch = self._items(pending, record)
             try:
@@ -325,16 +369,17 @@ class Turn:
                     ) from exc
                 manager.stats.retries += 1
                 if attempt > 1:
-                    # back off before re-reading, so the retry writes right after its read
-                    await asyncio.sleep(
-                        random.uniform(0, min(manager.backoff * 2 ** (attempt - 2), _MAX_BACKOFF))
-                    )
+                    # back off before re-reading, so the retry writes right after its read; the window
+                    # grows from what one read-and-write cycle took, so it suits the storage's latency
+                    unit = max(manager.backoff, time.monotonic() - cycle)
+                    await asyncio.sleep(random.uniform(0, min(unit * 2 ** (attempt - 1), _MAX_BACKOFF)))
+                cycle = time.monotonic()
                 if await self._rebase([slot for slot in unwritten if slot.key in exc.keys], final):
                     dropped = True
                     unwritten = [slot for slot in unwritten if not slot.done]
                 # a slot of the final commit is written even if the merge left its fields as stored: its
                 # window must record the activity as done
-                pending = _pending(unwritten, codec, forced=final and bool(record))
+                pending = _pending(unwritten, manager.codec, forced=final and bool(record))
                 if not pending:
                     if dropped and not wrote:
                         raise self._duplicate_at_commit(exc.keys[0]) from None
