@@ -97,7 +97,9 @@ class FaultyStorage(Storage):
                 first = dict(itertools.islice(items.items(), min(fault.cut, len(items) - 1)))
                 await self.inner.write(first)
             raise Injected("between-writes")
-        if point == "conflict-retry" and fault.writes == 1 or point == "backoff-cancel" and fault.writes <= 2:
+        if (point == "conflict-retry" and fault.writes == 1) or (
+            point == "backoff-cancel" and fault.writes <= 2
+        ):
             assert fault.interfere is not None
             await fault.interfere()  # another activity commits first: this write conflicts
             if point == "backoff-cancel" and fault.writes == 2:
