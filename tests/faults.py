@@ -62,12 +62,20 @@ class Fault:
     write: int = 1
     """before-ack: which write call of the turn fails after it was applied."""
     interfere: Callable[[], Awaitable[None]] | None = None
+    hang: bool = False
+    """Instead of raising, say where on stdout and wait there to be killed (the multi-process variant)."""
     reads: int = 0
     writes: int = 0
 
-    def at(self, point: str) -> None:
+    async def at(self, point: str) -> None:
         if self.point == point:
-            raise Injected(point)
+            await self.fail(point)
+
+    async def fail(self, point: str) -> None:
+        if self.hang:
+            print(f"at {point}", flush=True)
+            await asyncio.sleep(3600)
+        raise Injected(point)
 
 
 class FaultyStorage(Storage):
@@ -96,7 +104,7 @@ class FaultyStorage(Storage):
             if not self.inner.capabilities.atomic_batch:
                 first = dict(itertools.islice(items.items(), min(fault.cut, len(items) - 1)))
                 await self.inner.write(first)
-            raise Injected("between-writes")
+            await fault.fail("between-writes")
         if (point == "conflict-retry" and fault.writes == 1) or (
             point == "backoff-cancel" and fault.writes <= 2
         ):
@@ -108,7 +116,7 @@ class FaultyStorage(Storage):
                 asyncio.get_running_loop().call_soon(task.cancel)  # lands in the backoff's sleep
         etags = await self.inner.write(items)
         if point == "before-ack" and fault.writes == fault.write:
-            raise Injected("before-ack")
+            await fault.fail("before-ack")
         return etags
 
     async def delete(self, keys: Collection[str]) -> None:
@@ -121,16 +129,16 @@ def manager_for(storage: Storage) -> StateManager:
 
 async def flow(state: TurnState, activity_id: str, checkpoint: bool, fault: Fault) -> None:
     """A two-step flow written as the README's "Long flows" section says: the state says what is done."""
-    fault.at("after-load")
+    await fault.at("after-load")
     conversation = state.conversation
     if not conversation.get(f"step_one.{activity_id}"):
         conversation.incr("count")
         conversation.incr(f"seen.{activity_id}")
         conversation.set(f"step_one.{activity_id}", True)
-        fault.at("handler")
+        await fault.at("handler")
         if checkpoint:
             await state.save()
-            fault.at("after-checkpoint")
+            await fault.at("after-checkpoint")
     for scope in (state.user, state.incident):
         scope.incr("count")
         scope.incr(f"seen.{activity_id}")

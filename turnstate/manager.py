@@ -90,7 +90,7 @@ class StateManager:
         merge: Mapping[str, Policy] | None = None,
         default_merge: Policy = "last",
         on_conflict: Literal["merge", "raise"] = "merge",
-        max_commit_attempts: int = 10,
+        max_commit_attempts: int = 25,
         backoff: float = 0.005,
         dedupe: bool = True,
         dedupe_window: int = 32,
