@@ -1,4 +1,4 @@
-"""The conformance suite as a third-party project runs it: in pytest-asyncio's strict mode and in auto mode."""
+"""The conformance suite as another project runs it: in pytest-asyncio's strict mode and in auto mode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SUBCLASS = '''
+SUBCLASS = """
 import pytest
 import pytest_asyncio
 
@@ -33,7 +33,7 @@ class TestMyStorage(StorageConformance):
             clock.advance(seconds)
 
         return advance
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
