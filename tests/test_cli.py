@@ -6,7 +6,10 @@ import base64
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.activities import message
 from turnstate import StateManager
@@ -90,3 +93,78 @@ def test_storage_factory_and_ttl_options_are_checked(tmp_path: Path) -> None:
     assert bad_ttl.returncode != 0 and "--ttl" in bad_ttl.stderr
     bad_factory = run("reencrypt", "--storage", "json:dumps", "--encrypt", "user.email", env=env)
     assert bad_factory.returncode != 0
+
+
+async def test_reencrypt_keeps_each_documents_expiry_unless_ttl_names_its_scope(tmp_path: Path) -> None:
+    async with FileStorage(tmp_path, fsync=False) as storage:
+        manager = StateManager(
+            storage,
+            encrypt=["user.email"],
+            keys=KeyRing({"k1": OLD}),
+            ttl={"user": 3600, "conversation": None},
+        )
+        for i in range(3):
+            async with manager.turn(message(user=f"29:user-{i}")) as state:
+                state.user.set("email", f"user{i}@contoso.test")
+                state.conversation.set("turns", i)
+        keys = sorted([k async for k in storage.list_keys()])
+        before = {key: item.expires_at for key, item in (await storage.read(keys)).items()}
+    assert sum(expiry is None for expiry in before.values()) == 1  # the conversation's
+    env = {"TURNSTATE_KEYS": keys_env(("k2", NEW), ("k1", OLD))}
+    result = run("reencrypt", "--file", str(tmp_path), "--encrypt", "user.email", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "rewritten 3" in result.stdout
+    async with FileStorage(tmp_path) as storage:
+        after = {key: item.expires_at for key, item in (await storage.read(keys)).items()}
+    assert after.keys() == before.keys()
+    for key, expiry in before.items():
+        assert after[key] == (None if expiry is None else pytest.approx(expiry, abs=1)), key
+
+    third = bytes(range(200, 232))
+    env = {"TURNSTATE_KEYS": keys_env(("k3", third), ("k2", NEW))}
+    started = time.time()
+    told = run("reencrypt", "--file", str(tmp_path), "--encrypt", "user.email", "--ttl", "user=60", env=env)
+    assert told.returncode == 0, told.stderr
+    async with FileStorage(tmp_path) as storage:
+        found = await storage.read(keys)
+    for key, item in found.items():
+        if key.startswith("user/"):
+            assert item.expires_at is not None and started + 60 <= item.expires_at <= time.time() + 60
+        else:
+            assert item.expires_at is None
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("what", ["missing", "a-file"])
+def test_a_directory_that_is_not_there_is_refused_and_not_created(tmp_path: Path, what: str) -> None:
+    env = {"TURNSTATE_KEYS": keys_env(("k1", OLD))}
+    target = tmp_path / "typo-dir"
+    if what == "a-file":
+        target.write_text("")
+    result = run("reencrypt", "--file", str(target), "--encrypt", "user.email", env=env)
+    message_line = one_line_error(result)
+    assert repr(str(target)) in message_line
+    assert ("does not exist" if what == "missing" else "not a directory") in message_line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if what == "missing" else ["typo-dir"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("turnstate_no_such_module:make", "cannot import 'turnstate_no_such_module'"),
+        ("json:no_such_function", "has no attribute 'no_such_function'"),
+        ("json:__doc__", "has a non-callable attribute '__doc__'"),
+        ("json", "MODULE:FUNCTION"),
+    ],
+)
+def test_a_storage_function_that_cannot_be_found_is_a_one_line_error(spec: str, expected: str) -> None:
+    env = {"TURNSTATE_KEYS": keys_env(("k1", OLD))}
+    result = run("reencrypt", "--storage", spec, "--encrypt", "user.email", env=env)
+    assert expected in one_line_error(result)

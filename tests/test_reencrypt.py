@@ -247,6 +247,51 @@ async def test_rewritten_documents_get_the_ttl_asked_for(old: FieldEncryption, n
     assert set(await storage.read(["user/u1", "conversation/c1"])) == {"conversation/c1"}
 
 
+async def test_rewritten_documents_keep_their_remaining_lifetime_unless_told(
+    old: FieldEncryption, new: FieldEncryption
+) -> None:
+    clock = ManualClock()
+    storage = MemoryStorage(clock=clock)
+    scope_ttl = {"user": 100.0, "conversation": None}
+    for key in ("user/u1", "user/u2", "conversation/c1"):
+        scope = default_scope_of(key)
+        data = old.encrypt_data(scope, key, user_doc(1) if scope == "user" else conversation_doc(1))
+        await storage.write({key: WriteItem(encode(encode_data(data)), ttl=scope_ttl[scope])})
+    written = {key: item.expires_at for key, item in (await storage.read(["user/u1", "user/u2"])).items()}
+    clock.now += 40
+    report = await reencrypt(
+        storage, new, ttl_of=lambda key: 500.0 if key == "user/u2" else None, clock=clock
+    )
+    assert report.rewritten == 3
+    found = await storage.read(["user/u1", "user/u2", "conversation/c1"])
+    assert all(key_ids(decode(key, item.value).data) == {"k2"} for key, item in found.items())
+    assert found["user/u1"].expires_at == pytest.approx(written["user/u1"])
+    assert found["user/u2"].expires_at == pytest.approx(clock.now + 500)
+    assert found["conversation/c1"].expires_at is None
+    clock.now += 61  # past user/u1's original expiry
+    assert set(await storage.read(["user/u1", "user/u2", "conversation/c1"])) == {
+        "user/u2",
+        "conversation/c1",
+    }
+
+
+async def test_document_found_expired_is_skipped_and_left_as_it_is(
+    old: FieldEncryption, new: FieldEncryption
+) -> None:
+    """Measured on reencrypt's clock, a document whose expiry has passed is not brought back to life."""
+    storage_clock, late = ManualClock(), ManualClock()
+    storage = MemoryStorage(clock=storage_clock)
+    await put(storage, old, "user/u1", user_doc(1))
+    await storage.write(
+        {"user/u2": WriteItem(encode(encode_data(old.encrypt_data("user", "user/u2", user_doc(2)))), ttl=10)}
+    )
+    before = await storage.read(["user/u2"])
+    late.now = storage_clock.now + 11
+    report = await reencrypt(storage, new, clock=late)
+    assert (report.rewritten, report.skipped, report.failed) == (1, 1, 0)
+    assert await storage.read(["user/u2"]) == before
+
+
 async def test_custom_scope_of(old: FieldEncryption, new: FieldEncryption) -> None:
     storage = MemoryStorage()
     enc_old = FieldEncryption(["incident.secret"], old.keys)

@@ -160,8 +160,12 @@ async def test_no_temporary_or_lock_files_are_left_behind(tmp_path: Path) -> Non
         b'{"format":2,"key":"k","etag":"e","expires_at":null,"value":{}}',
         b'{"format":1,"key":"k","etag":"e","expires_at":null,"value":[1]}',
         b'{"format":1,"key":"other","etag":"e","expires_at":null,"value":{}}',
+        b'{"format":1,"key":"k","etag":"e","expires_at":null,"value":'
+        + b"[" * 200_000
+        + b"]" * 200_000
+        + b"}",
     ],
-    ids=["empty", "torn", "foreign", "future-format", "not-an-object", "other-key"],
+    ids=["empty", "torn", "foreign", "future-format", "not-an-object", "other-key", "deeply-nested"],
 )
 async def test_corrupt_file_raises_and_is_left_untouched(tmp_path: Path, content: bytes) -> None:
     storage = FileStorage(tmp_path)
@@ -178,9 +182,10 @@ async def test_corrupt_file_raises_and_is_left_untouched(tmp_path: Path, content
             await attempt()
         assert info.value.key == "k"
         assert str(path) in str(info.value)
+    # Listing and purging skip it, each logging it once and counting it.
     assert await storage.purge_expired() == 0
-    with pytest.raises(CorruptDocumentError):
-        [k async for k in storage.list_keys()]
+    assert [k async for k in storage.list_keys()] == ["neighbour"]
+    assert storage.unreadable_skipped == 2
     assert path.read_bytes() == content
     assert (await storage.read(["neighbour"]))["neighbour"].value == b'{"n":1}'
     await storage.delete(["k"])
@@ -196,23 +201,26 @@ async def test_file_copied_to_another_keys_name_is_not_served(tmp_path: Path) ->
         await storage.read(["user/bob"])
 
 
-async def test_hashed_file_holding_another_key_is_never_served_nor_deleted(tmp_path: Path) -> None:
-    """What a SHA-256 collision would look like: the name matches, the key inside does not."""
+async def test_hashed_file_holding_another_key_is_never_served_but_can_be_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The name matches, the key inside does not: never served or overwritten, skipped by listing."""
     storage = FileStorage(tmp_path)
     alice, bob = "user/alice/" + "x" * 300, "user/bob/" + "x" * 300
     assert encode_key(alice).startswith("@")
     await storage.write({alice: WriteItem(b'{"secret":1}')})
     os.replace(storage.path_for(alice), storage.path_for(bob))
-    for attempt in (
-        storage.read([bob]),
-        storage.write({bob: WriteItem(b"{}")}),
-        storage.delete([bob]),
-    ):
+    for attempt in (storage.read([bob]), storage.write({bob: WriteItem(b"{}")})):
         with pytest.raises(CorruptDocumentError, match="another key"):
             await attempt
-    with pytest.raises(CorruptDocumentError, match="another key's name"):
-        [k async for k in storage.list_keys()]
+    assert [k async for k in storage.list_keys()] == []
+    assert storage.unreadable_skipped == 1
+    assert "another key's name" in caplog.text and storage.path_for(bob) in caplog.text
     assert json.loads(Path(storage.path_for(bob)).read_bytes())["key"] == alice
+    # Deleting the key removes the file at its name, whatever it holds: how a key is repaired.
+    await storage.delete([bob])
+    assert not os.path.lexists(storage.path_for(bob))
+    await storage.write({bob: WriteItem(b"{}", if_match=None)})
 
 
 async def test_directory_in_place_of_a_document(tmp_path: Path) -> None:

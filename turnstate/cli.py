@@ -8,7 +8,9 @@ printing how to resume if it is interrupted::
         --file ./bot-state --encrypt user.email --encrypt user.phone --ttl conversation=604800
 
 The storage is a FileStorage directory (``--file``) or any storage your code builds: ``--storage
-mybot.state:make_storage`` names a function (sync or async, no arguments) that returns one.
+mybot.state:make_storage`` names a function (sync or async, no arguments) that returns one. A directory
+that does not exist, or a storage function that cannot be found, is refused with a one-line error (exit
+status 2): nothing is created. Each document keeps its expiry unless ``--ttl`` names its scope.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import importlib
 import inspect
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +30,10 @@ from turnstate.errors import TurnStateError
 from turnstate.keyring import DEFAULT_KEYS_ENV, KeyRing
 from turnstate.reencrypt import ReencryptProgress, default_scope_of, reencrypt
 from turnstate.storage.base import Storage
+
+
+class _Refused(Exception):
+    """The command cannot run as given; the message says why, on one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SCOPE=SECONDS",
         action="append",
         default=[],
-        help="TTL to write each scope's documents with (a rewrite counts as a write); default none",
+        help="TTL to write this scope's documents with; without it each document keeps its expiry",
     )
     re.add_argument("--prefix", default="", help="only keys starting with this")
     re.add_argument("--resume-after", metavar="KEY", help="skip keys up to and including this one")
@@ -64,7 +71,7 @@ def _ttls(pairs: Sequence[str]) -> dict[str, float]:
         except ValueError:
             value = -1.0
         if not sep or not scope or not value > 0:
-            raise SystemExit(f"--ttl takes SCOPE=SECONDS with SECONDS > 0, got {pair!r}")
+            raise _Refused(f"--ttl takes SCOPE=SECONDS with SECONDS > 0, got {pair!r}")
         ttls[scope] = value
     return ttls
 
@@ -73,16 +80,30 @@ async def _open(args: argparse.Namespace) -> Storage:
     if args.file:
         from turnstate.storage.file import FileStorage
 
+        if not os.path.isdir(args.file):
+            what = "is not a directory" if os.path.lexists(args.file) else "does not exist"
+            raise _Refused(
+                f"--file {args.file!r} {what}; give the FileStorage directory the bot writes to "
+                "(nothing was created)"
+            )
         return FileStorage(args.file)
-    module_name, sep, function_name = args.storage.partition(":")
-    if not sep:
-        raise SystemExit(f"--storage takes MODULE:FUNCTION, got {args.storage!r}")
-    factory = getattr(importlib.import_module(module_name), function_name)
+    spec = args.storage
+    module_name, sep, function_name = spec.partition(":")
+    if not sep or not module_name or not function_name:
+        raise _Refused(f"--storage takes MODULE:FUNCTION, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _Refused(f"--storage {spec!r}: cannot import {module_name!r} ({exc}); check the name") from exc
+    factory = getattr(module, function_name, None)
+    if not callable(factory):
+        found = "a non-callable" if hasattr(module, function_name) else "no"
+        raise _Refused(f"--storage {spec!r}: module {module_name!r} has {found} attribute {function_name!r}")
     storage = factory()
     if inspect.isawaitable(storage):
         storage = await storage
     if not isinstance(storage, Storage):
-        raise SystemExit(f"{args.storage} returned {type(storage).__name__}, not a turnstate Storage")
+        raise _Refused(f"--storage {spec!r} returned {type(storage).__name__}, not a turnstate Storage")
     return storage
 
 
@@ -138,7 +159,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
     try:
         return asyncio.run(_reencrypt(args, out))
-    except TurnStateError as exc:
+    except (TurnStateError, _Refused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

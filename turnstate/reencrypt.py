@@ -6,13 +6,14 @@ Once it reports no failures, the old key can be dropped from the ring.
 
 Keys are processed in sorted order, so an interrupted run resumes with ``resume_after=<last key done>``.
 Each rewrite is conditional on the ETag read; when a live bot writes the same document meanwhile, the
-document is read again and retried.
+document is read again and retried. A rewrite keeps the document's expiry unless told otherwise.
 """
 
 from __future__ import annotations
 
 import bisect
 import inspect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,7 +42,8 @@ class ReencryptProgress:
 class ReencryptReport:
     """What a run did. ``scanned`` = ``rewritten + already_current + skipped + failed``.
 
-    ``skipped``: keys whose scope has no encrypted paths, or that vanished before they could be read.
+    ``skipped``: keys whose scope has no encrypted paths, or that vanished or expired before they could be
+    rewritten.
     ``failures`` maps each failed key to the error message (messages never carry field values).
     ``last_key``: the last key handled, to pass as ``resume_after`` if the run is interrupted.
     """
@@ -70,18 +72,24 @@ async def _rewrite(
     scope: str,
     item: StoredItem | None,
     ttl: float | None,
+    clock: Callable[[], float],
     max_attempts: int,
 ) -> str:
     for _ in range(max_attempts):
         if item is None:
             return _SKIPPED
+        lifetime = ttl
+        if lifetime is None and item.expires_at is not None:
+            lifetime = item.expires_at - clock()  # what is left of it: the rewrite must not extend it
+            if lifetime <= 0:
+                return _SKIPPED
         document = decode(key, item.value)
         if not encryption.needs_reencrypt(scope, document.data):
             return _CURRENT
         data = encryption.decrypt_data(scope, key, document.data)
         value = encode(encode_data(encryption.encrypt_data(scope, key, data)), document.meta, document.seen)
         try:
-            await storage.write({key: WriteItem(value, if_match=item.etag, ttl=ttl)})
+            await storage.write({key: WriteItem(value, if_match=item.etag, ttl=lifetime)})
         except PreconditionFailedError:
             item = (await storage.read([key])).get(key)
             continue
@@ -93,22 +101,24 @@ async def reencrypt(
     storage: Storage,
     encryption: FieldEncryption,
     *,
-    ttl_of: Callable[[str], float | None],
+    ttl_of: Callable[[str], float | None] | None = None,
     prefix: str = "",
     scope_of: Callable[[str], str] = default_scope_of,
     progress: Callable[[ReencryptProgress], object] | None = None,
     resume_after: str | None = None,
     max_attempts: int = 5,
     batch_size: int = 100,
+    clock: Callable[[], float] = time.time,
 ) -> ReencryptReport:
     """Re-encrypt, under ``encryption``'s primary key, every document below ``prefix`` that needs it.
 
-    ``ttl_of(key)`` gives the TTL (seconds, or None for none) each rewritten document is written with,
-    since storage does not report the remaining one: pass the scope's TTL (a rewrite counts as a write).
-    ``scope_of(key)`` names the scope a key belongs to. ``progress`` is called (and awaited, if it
-    returns an awaitable) after every key. Documents that cannot be decrypted or keep conflicting are
-    counted in ``failed`` and listed in ``failures``; the run goes on. Storage failures propagate; resume
-    with ``resume_after`` set to the last key reported.
+    Each rewritten document keeps the expiry it had (written with the lifetime it has left, measured
+    with ``clock``, Unix seconds like the storage's; one that has none keeps none; one found expired is
+    skipped), unless ``ttl_of`` is given and ``ttl_of(key)`` returns a TTL in seconds to write it with
+    instead (None: keep its expiry). ``scope_of(key)`` names the scope a key belongs to. ``progress`` is
+    called (and awaited, if it returns an awaitable) after every key. Documents that cannot be decrypted
+    or keep conflicting are counted in ``failed`` and listed in ``failures``; the run goes on. Storage
+    failures propagate; resume with ``resume_after`` set to the last key reported.
 
     Raises UnsupportedStorageError if the storage does not declare ``list_keys``.
     """
@@ -133,8 +143,9 @@ async def reencrypt(
                 outcome = _SKIPPED
             else:
                 try:
+                    ttl = ttl_of(key) if ttl_of is not None else None
                     outcome = await _rewrite(
-                        storage, encryption, key, scope, items.get(key), ttl_of(key), max_attempts
+                        storage, encryption, key, scope, items.get(key), ttl, clock, max_attempts
                     )
                 except (EncryptionError, CorruptDocumentError, CommitRetriesExhaustedError) as exc:
                     report.failures[key] = str(exc)

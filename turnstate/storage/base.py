@@ -16,7 +16,9 @@ The docstrings in this module are the contract; backends document only where the
   ``StoredItem.expires_at``.
 
 Edge cases: ``read([])`` returns ``{}``; unknown keys are omitted from ``read``'s result; ``write({})`` does
-nothing; deleting an unknown key is fine; an empty key raises :class:`~turnstate.errors.InvalidKeyError`.
+nothing; deleting an unknown key is fine; an empty key, or one that is not valid Unicode text (a lone
+surrogate, which has no UTF-8 form), raises :class:`~turnstate.errors.InvalidKeyError` before anything is
+read or written.
 """
 
 from __future__ import annotations
@@ -78,14 +80,22 @@ class Capabilities:
 
 
 def check_keys(keys: Iterable[str]) -> None:
-    """Raise InvalidKeyError for a key that no backend accepts."""
+    """Raise InvalidKeyError for a key that no backend accepts: not a str, empty, or not UTF-8 encodable."""
     for key in keys:
-        if key.__class__ is str and key:
+        if key.__class__ is str and key and key.isascii():  # isascii is O(1) on CPython
             continue
         if not isinstance(key, str):
             raise InvalidKeyError(repr(key), f"keys are str, got {type(key).__name__}")
         if not key:
             raise InvalidKeyError(key, "the empty string is not a key")
+        try:
+            key.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidKeyError(
+                key,
+                f"it is not valid Unicode text (a lone surrogate at offset {exc.start}), so it has no UTF-8 "
+                "form to store; check where the id was decoded",
+            ) from None
 
 
 def check_write(items: Mapping[str, WriteItem]) -> None:

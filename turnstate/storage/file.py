@@ -11,6 +11,10 @@ with the stored value embedded byte for byte. A write goes to a temporary file t
 under the key's lock and after its precondition is checked, renamed over the document and the directory
 fsynced: readers and crashes see the old document or the new one, never a torn file.
 
+Documents and lock files are opened without following symbolic links and without blocking, and anything
+that is not a regular file (a FIFO, a device, a socket, a directory, a link) is refused with a typed error
+naming the key; a document file is read up to :data:`MAX_DOCUMENT_BYTES`.
+
 Each call does its file work in one worker thread (``asyncio.to_thread``): one thread hop per call rather
 than one per file operation, and a thread that holds key locks never waits for another pool thread.
 """
@@ -22,6 +26,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import threading
 import time
 import uuid
@@ -48,15 +53,30 @@ from turnstate.storage.base import (
     check_keys,
     check_write,
 )
-from turnstate.storage.filenames import HASHED_PREFIX, MAX_NAME_LENGTH, decode_key, encode_key
+from turnstate.storage.filenames import MAX_NAME_LENGTH, decode_key, encode_key
 
-__all__ = ["LOCK_DIR", "MAX_NAME_LENGTH", "TEMP_PREFIX", "FileStorage", "decode_key", "encode_key"]
+__all__ = [
+    "LOCK_DIR",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_NAME_LENGTH",
+    "TEMP_PREFIX",
+    "FileStorage",
+    "decode_key",
+    "encode_key",
+]
 
 _log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-"
 LOCK_DIR = ".locks"
 _FORMAT = 1
+
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+"""The largest document file read or written (envelope included); a larger value is refused on write."""
+
+# O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused right after by fstat.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -86,9 +106,34 @@ def _checked_value(key: str, value: bytes) -> bytes:
         raw = _raw_decoder.decode(value)
     except msgspec.DecodeError as exc:
         raise InvalidItemError(key, f"the value is not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise InvalidItemError(key, "the value is nested too deeply to be read back") from None
     if not value.startswith(b"{") or len(raw) != len(value):
         raise InvalidItemError(key, "the value must be one JSON object with no whitespace around it")
     return value
+
+
+def _not_a_file(mode: int) -> str:
+    """What stands where a regular file belongs, for error messages."""
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return what
+    return "something that is not a regular file"
+
+
+def _shown_key(name: str) -> str:
+    """The key a file name stands for, or the name itself where that is unknown (hashed or foreign)."""
+    try:
+        return decode_key(name) or name
+    except InvalidKeyError:
+        return name
 
 
 def _expired(envelope: _Envelope, now: float) -> bool:
@@ -144,8 +189,14 @@ class FileStorage(Storage):
     (StorageUnavailableError past it). ``clock`` gives wall-clock epoch seconds for expiry; expiry times
     are stored absolute, so every process sharing the directory needs the same clock. Expired documents
     read as absent; :meth:`purge_expired` removes them and temporary files older than
-    ``stale_temp_after`` seconds. Values must be one JSON object with no surrounding whitespace; files are
-    created readable by their owner only. A write whose task is cancelled may still complete.
+    ``stale_temp_after`` seconds. Values must be one JSON object with no surrounding whitespace, and a
+    document file at most :data:`MAX_DOCUMENT_BYTES`; files are created readable by their owner only. A
+    write whose task is cancelled may still complete.
+
+    A damaged or foreign file in place of a document raises CorruptDocumentError (naming the key and the
+    file) when that key is read or written; :meth:`list_keys` and :meth:`purge_expired` skip it, log a
+    warning naming the file and count it in :attr:`unreadable_skipped`. ``delete`` removes whatever file
+    stands at the key's name without reading it, so any key can be repaired by deleting it.
 
     A batch is not atomic: keys whose precondition holds are written, and a crash mid-batch can leave
     some keys of it written.
@@ -176,6 +227,8 @@ class FileStorage(Storage):
         self._lock_timeout = lock_timeout
         self._stale_temp_after = stale_temp_after
         self._clock = clock
+        self._skipped_guard = threading.Lock()
+        self._skipped = 0
         try:
             os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
@@ -188,6 +241,11 @@ class FileStorage(Storage):
     def path(self) -> str:
         """The absolute path of the state directory."""
         return self._root
+
+    @property
+    def unreadable_skipped(self) -> int:
+        """How many unreadable files :meth:`list_keys` and :meth:`purge_expired` skipped (each logged)."""
+        return self._skipped
 
     def path_for(self, key: str) -> str:
         """The file that holds ``key``'s document."""
@@ -215,6 +273,10 @@ class FileStorage(Storage):
             etag = uuid.uuid4().hex
             expires_at = None if item.ttl is None else now + item.ttl
             data = _encoder.encode(_Envelope(_FORMAT, key, etag, expires_at, msgspec.Raw(value)))
+            if len(data) > MAX_DOCUMENT_BYTES:
+                raise InvalidItemError(
+                    key, f"the document would be {len(data)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
+                )
             staged.append(_Staged(key, name, item.if_match, etag, data))
         written, failed = await asyncio.to_thread(self._write_sync, staged, now)
         if failed:
@@ -238,7 +300,8 @@ class FileStorage(Storage):
         """Remove expired documents and stale temporary files; return how many files were removed.
 
         Also removes lock files left without a document by a crash (not counted). A corrupt document is
-        left in place and logged, so one bad file does not stop the purge.
+        left in place, logged and counted in :attr:`unreadable_skipped`, so one bad file does not stop the
+        purge.
         """
         return await asyncio.to_thread(self._purge_sync, self._clock())
 
@@ -249,7 +312,7 @@ class FileStorage(Storage):
         for key, name in named:
             envelope = self._load(key, name)
             if envelope is not None and not _expired(envelope, now):
-                found[key] = StoredItem(bytes(envelope.value), envelope.etag)
+                found[key] = StoredItem(bytes(envelope.value), envelope.etag, envelope.expires_at)
         return found
 
     def _load(self, key: str, name: str) -> _Envelope | None:
@@ -259,17 +322,44 @@ class FileStorage(Storage):
         return None if data is None else self._parse(key, path, data)
 
     def _read_file(self, key: str, path: str) -> bytes | None:
+        """The file's bytes, None if there is none; never follows a link, blocks, or reads past the limit."""
         try:
-            with open(path, "rb", buffering=0) as file:
-                return file.readall()
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None
-        except IsADirectoryError as exc:
-            raise CorruptDocumentError(
-                key, "a directory stands where the document file belongs", path
-            ) from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CorruptDocumentError(key, self._refused("a symbolic link"), path) from None
+            if exc.errno == errno.ENXIO:
+                raise CorruptDocumentError(key, self._refused("a socket or device"), path) from None
+            raise self._unavailable(f"read the document for {key!r}", path, exc) from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise CorruptDocumentError(key, self._refused(_not_a_file(info.st_mode)), path)
+            parts: list[bytes] = []
+            size = 0
+            want = min(info.st_size, MAX_DOCUMENT_BYTES) + 1
+            while True:
+                # A short read means the end of a regular file: one read for a file that did not grow.
+                part = os.read(fd, want)
+                parts.append(part)
+                size += len(part)
+                if size > MAX_DOCUMENT_BYTES:
+                    raise CorruptDocumentError(
+                        key, f"the file is over the {MAX_DOCUMENT_BYTES} byte limit of a document", path
+                    )
+                if len(part) < want:
+                    return parts[0] if len(parts) == 1 else b"".join(parts)
+                want = MAX_DOCUMENT_BYTES + 1 - size
         except OSError as exc:
             raise self._unavailable(f"read the document for {key!r}", path, exc) from exc
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _refused(what: str) -> str:
+        return f"{what} stands where the document file belongs (never followed or read); remove it"
 
     @staticmethod
     def _parse(key: str | None, path: str, data: bytes) -> _Envelope:
@@ -279,6 +369,8 @@ class FileStorage(Storage):
             envelope = _decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise CorruptDocumentError(shown, f"not a turnstate document file ({exc})", path) from exc
+        except RecursionError:
+            raise CorruptDocumentError(shown, "its JSON is nested too deeply to read", path) from None
         if envelope.format != _FORMAT:
             raise CorruptDocumentError(
                 shown, f"file format {envelope.format} is not supported (this release reads {_FORMAT})", path
@@ -302,7 +394,7 @@ class FileStorage(Storage):
                     temps[item.name] = self._write_temp(item.data)
             except OSError as exc:
                 raise self._unavailable(f"write {_keys(staged)}", self._root, exc) from exc
-            with self._locked([item.name for item in staged]):
+            with self._locked({item.name: item.key for item in staged}):
                 failed = [item.key for item in staged if not self._precondition_holds(item, now)]
                 for item in staged:
                     if item.key in failed:
@@ -356,9 +448,7 @@ class FileStorage(Storage):
         removed = False
         for name, key in named:
             path = self._dir_prefix + name
-            with self._locked([name]):
-                if name.startswith(HASHED_PREFIX):
-                    self._check_owner(key, path)
+            with self._locked({name: key}):
                 try:
                     os.unlink(path)
                     removed = True
@@ -376,18 +466,6 @@ class FileStorage(Storage):
             except OSError as exc:
                 raise self._unavailable("make the delete durable", self._root, exc) from exc
 
-    def _check_owner(self, key: str, path: str) -> None:
-        """Refuse to delete a hashed file that parses and names another key; a damaged one may go."""
-        data = self._read_file(key, path)
-        if data is None:
-            return
-        try:
-            envelope = _decoder.decode(data)
-        except msgspec.DecodeError:
-            return  # damaged beyond telling whose it is: deleting it is how a key is repaired
-        if envelope.key != key:
-            raise CorruptDocumentError(key, "the file belongs to another key (a hash collision)", path)
-
     def _sync_dir(self) -> None:
         fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -398,8 +476,9 @@ class FileStorage(Storage):
     # -- locking --------------------------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self, names: Sequence[str]) -> Iterator[None]:
-        """Hold the lock of every name, taken in sorted order so batches never deadlock.
+    def _locked(self, names: Mapping[str, str]) -> Iterator[None]:
+        """Hold the lock of every name (mapped to its key, named in errors), taken in sorted order so
+        batches never deadlock.
 
         On release, a lock file whose document does not exist is removed while still held; whoever
         waited on it notices (inode check in _acquire) and locks the new file instead.
@@ -407,12 +486,12 @@ class FileStorage(Storage):
         deadline = time.monotonic() + self._lock_timeout
         held: list[tuple[str, int]] = []
         try:
-            for name in sorted(set(names)):
+            for name in sorted(names):
                 path = self._lock_prefix + name
                 if not _THREAD_LOCKS.acquire(path, deadline - time.monotonic()):
                     raise self._timed_out(path, "another task of this process")
                 try:
-                    held.append((name, self._acquire(name, deadline)))
+                    held.append((name, self._acquire(name, names[name], deadline)))
                 except BaseException:
                     _THREAD_LOCKS.release(path)
                     raise
@@ -434,18 +513,23 @@ class FileStorage(Storage):
             "long. Look for a hung process or task using this directory; nothing was written."
         )
 
-    def _acquire(self, name: str, deadline: float) -> int:
+    def _acquire(self, name: str, key: str, deadline: float) -> int:
         path = self._lock_prefix + name
         delay = 0.0001
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(path, _LOCK_FLAGS, 0o600)
             except FileNotFoundError:
                 os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
                 continue
             except OSError as exc:
-                raise self._unavailable("open the lock file", path, exc) from exc
+                if exc.errno in (errno.ELOOP, errno.ENXIO):
+                    raise self._bad_lock(key, "a symbolic link, socket or device", path) from None
+                raise self._unavailable(f"open the lock file of {key!r}", path, exc) from exc
             try:
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    raise self._bad_lock(key, _not_a_file(mode), path)
                 while True:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -456,7 +540,7 @@ class FileStorage(Storage):
                         time.sleep(delay)
                         delay = min(delay * 2, 0.002)
                 try:
-                    current = os.stat(path)
+                    current = os.stat(path, follow_symlinks=False)
                 except FileNotFoundError:
                     current = None
                 mine = os.fstat(fd)
@@ -466,6 +550,15 @@ class FileStorage(Storage):
                 os.close(fd)
                 raise
             os.close(fd)  # the file was removed while we waited: lock its successor
+
+    @staticmethod
+    def _bad_lock(key: str, what: str, path: str) -> CorruptDocumentError:
+        return CorruptDocumentError(
+            key,
+            f"{what} stands where the key's lock file belongs (never followed or used); remove that "
+            "entry of the lock directory",
+            path,
+        )
 
     # -- listing and purging --------------------------------------------------------------------------
 
@@ -485,15 +578,26 @@ class FileStorage(Storage):
             if key is not None and not key.startswith(prefix):
                 continue
             path = self._dir_prefix + name
-            data = self._read_file(key or name, path)
-            if data is None:
+            try:
+                data = self._read_file(key or name, path)
+                if data is None:
+                    continue
+                envelope = self._parse(key, path, data)
+                if key is None and encode_key(envelope.key) != name:
+                    raise CorruptDocumentError(
+                        envelope.key, "the file is stored under another key's name", path
+                    )
+            except CorruptDocumentError as exc:
+                self._skip("list_keys", exc)
                 continue
-            envelope = self._parse(key, path, data)
-            if key is None and encode_key(envelope.key) != name:
-                raise CorruptDocumentError(envelope.key, "the file is stored under another key's name", path)
             if envelope.key.startswith(prefix) and not _expired(envelope, now):
                 keys.append(envelope.key)
         return keys
+
+    def _skip(self, what: str, exc: CorruptDocumentError) -> None:
+        with self._skipped_guard:
+            self._skipped += 1
+        _log.warning("%s skipped an unreadable file and left it in place: %s", what, exc)
 
     def _purge_sync(self, now: float) -> int:
         removed = 0
@@ -513,7 +617,7 @@ class FileStorage(Storage):
             except FileNotFoundError:
                 continue  # removed by someone else meanwhile
             except CorruptDocumentError as exc:
-                _log.warning("purge_expired left a damaged file in place: %s", exc)
+                self._skip("purge_expired", exc)
             except OSError as exc:
                 raise self._unavailable("purge", entry.path, exc) from exc
         self._purge_orphan_locks()
@@ -536,7 +640,7 @@ class FileStorage(Storage):
         envelope = self._parse(key, path, data)
         if not _expired(envelope, now):
             return False
-        with self._locked([name]):
+        with self._locked({name: envelope.key}):
             # Check again under the lock: another process may have rewritten it meanwhile.
             data = self._read_file(envelope.key, path)
             if data is None or not _expired(self._parse(key, path, data), now):
@@ -556,8 +660,19 @@ class FileStorage(Storage):
                 continue
             lock_path = self._lock_prefix + name
             try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+                fd = os.open(lock_path, _LOCK_FLAGS & ~os.O_CREAT)
             except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENXIO):
+                    raise self._unavailable("open the lock file", lock_path, exc) from exc
+                what = "a symbolic link, socket or device"
+                self._skip("purge_expired", self._bad_lock(_shown_key(name), what, lock_path))
+                continue
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(fd)
+                self._skip("purge_expired", self._bad_lock(_shown_key(name), _not_a_file(mode), lock_path))
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

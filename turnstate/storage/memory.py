@@ -21,25 +21,24 @@ from turnstate.storage.base import (
     check_write,
 )
 
-# (item as read, expires_at): a plain tuple; the immutable StoredItem is built once per write, not per read.
+# (item as read, expires_at): a plain tuple; the immutable StoredItem (which carries the same expires_at) is
+# built once per write, not per read.
 _Entry = tuple[StoredItem, float | None]
 
 
 class MemoryStorage(Storage):
     """Keeps encoded bytes in a dict, so nothing a handler mutates reaches storage before commit.
 
-    ``max_entries`` bounds memory: the least recently used entries are evicted past it. ``clock`` (seconds,
-    monotonic) exists so expiry can be tested without sleeping. Safe under concurrent tasks and threads;
-    not shared between processes.
+    ``max_entries`` bounds memory: the least recently used entries are evicted past it. ``clock`` gives
+    Unix time in seconds (default ``time.time``; ``StoredItem.expires_at`` is on it), and exists so expiry
+    can be tested without sleeping. Safe under concurrent tasks and threads; not shared between processes.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(atomic_batch=True, native_ttl=True, list_keys=True)
 
     _SWEEP_EVERY = 1024
 
-    def __init__(
-        self, *, max_entries: int | None = None, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, *, max_entries: int | None = None, clock: Callable[[], float] = time.time) -> None:
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
         self._data: OrderedDict[str, _Entry] = OrderedDict()
@@ -62,8 +61,8 @@ class MemoryStorage(Storage):
         try:
             data = self._data
             for key in keys:
-                if key.__class__ is not str or not key:
-                    check_keys(keys)  # raises, naming the key
+                if key.__class__ is not str or not key or not key.isascii():
+                    check_keys((key,))  # raises for a key no storage accepts, naming it
                 entry = data.get(key)
                 if entry is None:
                     continue
@@ -95,9 +94,10 @@ class MemoryStorage(Storage):
                     item.__class__ is not WriteItem
                     or key.__class__ is not str
                     or not key
+                    or not key.isascii()
                     or (item.ttl is not None and not item.ttl > 0)
                 ):
-                    check_write(items)  # raises, naming the key
+                    check_write(items)  # raises for anything no storage accepts, naming the key
                 match = item.if_match
                 if match == ANY_ETAG:
                     continue
@@ -125,7 +125,8 @@ class MemoryStorage(Storage):
                     if now is None:
                         now = self._clock()
                     expires = now + ttl
-                data[key] = (StoredItem(value if value.__class__ is bytes else bytes(value), etag), expires)
+                stored = StoredItem(value if value.__class__ is bytes else bytes(value), etag, expires)
+                data[key] = (stored, expires)
                 if limit is not None:
                     data.move_to_end(key)
             if limit is not None:

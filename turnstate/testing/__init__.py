@@ -2,16 +2,17 @@
 
 Usage, in a third-party backend's test module::
 
-    import pytest
+    import pytest_asyncio
     from turnstate.testing import StorageConformance
 
     class TestMyStorage(StorageConformance):
-        @pytest.fixture
+        @pytest_asyncio.fixture
         async def storage(self):
             async with MyStorage(...) as s:
                 yield s
 
-Needs pytest and pytest-asyncio (``pip install "turnstate[testing]"``), with ``asyncio_mode = "auto"``.
+Needs pytest and pytest-asyncio (``pip install "turnstate[testing]"``); works in its strict and auto modes
+(declare async fixtures with ``pytest_asyncio.fixture``, which both modes accept).
 """
 
 from turnstate.testing.clock import ManualClock

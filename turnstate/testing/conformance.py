@@ -1,7 +1,14 @@
 """The storage conformance suite: every rule of ``turnstate.storage.base``, as pytest tests.
 
-Subclass :class:`StorageConformance` and provide a ``storage`` fixture. Optional hooks:
+Subclass :class:`StorageConformance` and provide a ``storage`` fixture. Declare it with
+``@pytest_asyncio.fixture`` when it is async (it usually is), so the suite runs whatever your project's
+``asyncio_mode`` is: in pytest-asyncio's strict mode a plain ``@pytest.fixture`` async fixture is refused.
+The suite marks its own tests with ``pytest.mark.asyncio``. Optional hooks:
 
+* ``storage_clock`` fixture: the storage's clock, Unix time in seconds, that the expiry it reports
+  (``StoredItem.expires_at``) is checked against. Default: your ``clock`` fixture where the test class,
+  module or a conftest defines one (a :class:`~turnstate.testing.ManualClock` given to the storage), else
+  ``time.time``.
 * ``advance`` fixture: an async callable that lets N seconds pass for the storage (default: real sleep;
   a storage with an injectable clock moves the clock instead).
 * ``ttl_seconds``: the TTL used by expiry tests (default 0.5 s; raise it for a backend with coarser TTL).
@@ -12,6 +19,8 @@ Every test uses fresh random keys, so the suite can run against a shared live se
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +30,10 @@ from turnstate.errors import InvalidItemError, InvalidKeyError, PreconditionFail
 from turnstate.storage.base import ANY_ETAG, Storage, StoredItem, WriteItem
 
 Advance = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+EXPIRY_TOLERANCE = 2.0
+"""Seconds an expiry a storage reports may differ from the clock's now + ttl (rounding, clock reads)."""
 
 TRICKY_KEYS = [
     "plain",
@@ -57,6 +70,14 @@ class StorageConformance:
     @pytest.fixture
     def storage(self) -> Storage:
         raise NotImplementedError("provide a 'storage' fixture that yields the storage under test")
+
+    @pytest.fixture
+    def storage_clock(self, request: pytest.FixtureRequest) -> Clock:
+        try:
+            clock: Clock = request.getfixturevalue("clock")
+        except pytest.FixtureLookupError:
+            return time.time
+        return clock
 
     @pytest.fixture
     def advance(self) -> Advance:
@@ -98,6 +119,23 @@ class StorageConformance:
                 await storage.write({"": WriteItem(_doc(1))})
             else:
                 await storage.delete([""])
+
+    @pytest.mark.parametrize("op", ["read", "write", "delete"])
+    async def test_key_that_is_not_valid_unicode_is_rejected(self, storage: Storage, op: str) -> None:
+        """A key with a lone surrogate has no UTF-8 form: InvalidKeyError naming it, before anything else."""
+        good, bad = self.new_key("good"), self.new_key("lone-\ud800-surrogate")
+        if op == "delete":
+            await storage.write({good: WriteItem(_doc(1))})
+        with pytest.raises(InvalidKeyError) as info:
+            if op == "read":
+                await storage.read([good, bad])
+            elif op == "write":
+                await storage.write({good: WriteItem(_doc(2)), bad: WriteItem(_doc(2))})
+            else:
+                await storage.delete([good, bad])
+        assert info.value.key == bad
+        found = await storage.read([good])
+        assert [item.value for item in found.values()] == ([_doc(1)] if op == "delete" else [])
 
     async def test_non_positive_ttl_is_rejected_and_writes_nothing(self, storage: Storage) -> None:
         """A TTL <= 0 is refused before anything in the batch is written."""
@@ -269,6 +307,21 @@ class StorageConformance:
         await advance(self.ttl_seconds * 2 + 0.2)
         assert list(await storage.read([key, keeper])) == [keeper]
 
+    async def test_read_reports_when_an_item_expires(self, storage: Storage, storage_clock: Clock) -> None:
+        """StoredItem.expires_at is the clock's now + ttl at the write (Unix seconds), or None without one."""
+        key, forever = self.new_key("ttl"), self.new_key("forever")
+        ttl = 600.0
+        before = storage_clock()
+        await storage.write({key: WriteItem(_doc(1), ttl=ttl), forever: WriteItem(_doc(2))})
+        after = storage_clock()
+        found = await storage.read([key, forever])
+        assert found[forever].expires_at is None
+        expires_at = found[key].expires_at
+        assert expires_at is not None
+        assert before + ttl - EXPIRY_TOLERANCE <= expires_at <= after + ttl + EXPIRY_TOLERANCE
+        await storage.write({key: WriteItem(_doc(3))})
+        assert (await storage.read([key]))[key].expires_at is None
+
     async def test_rewrite_resets_ttl(self, storage: Storage, advance: Advance) -> None:
         """Each write sets expiry afresh: a write without TTL makes the item permanent."""
         key = self.new_key()
@@ -313,3 +366,9 @@ class StorageConformance:
         """aclose can be called more than once (the fixture closes again afterwards)."""
         await storage.aclose()
         await storage.aclose()
+
+
+# Every test of the suite is a coroutine: marked here, so it runs in pytest-asyncio's strict mode as in auto.
+for _name, _test in list(vars(StorageConformance).items()):
+    if _name.startswith("test_") and inspect.iscoroutinefunction(_test):
+        setattr(StorageConformance, _name, pytest.mark.asyncio(_test))

@@ -100,7 +100,7 @@ async def test_standalone_read_write_delete_cost_one_round_trip_each(
     found = await standalone.read(keys)
     assert sorted(found) == sorted(keys)
     assert sends.total() == 1
-    assert calls_delta(before, command_calls(redis_server.port)) == {"get": n}
+    assert calls_delta(before, command_calls(redis_server.port)) == {"get": n, "pttl": n}
 
     sends.clear()
     before = command_calls(redis_server.port)
@@ -146,7 +146,7 @@ async def test_cluster_read_and_write_cost_one_round_trip_per_master(
     found = await clustered.read(keys)
     assert {k: v.etag for k, v in found.items()} == etags
     assert sends == Counter(dict.fromkeys(masters, 1))
-    assert calls_delta(before, redis_cluster.command_calls()) == {"get": n}
+    assert calls_delta(before, redis_cluster.command_calls()) == {"get": n, "pttl": n}
 
 
 async def test_cluster_write_after_script_flush_loads_the_script_once_per_master(
@@ -203,7 +203,7 @@ async def test_standalone_turn_costs_one_read_and_one_write_round_trip(
                 getattr(state, name).incr("turns")
         assert sends.total() == 2, f"turn {turn_no}"
         expected = cas_calls(created=n) if turn_no == 0 else cas_calls(replaced=n)
-        assert calls_delta(before, command_calls(redis_server.port)) == {"get": n, **expected}
+        assert calls_delta(before, command_calls(redis_server.port)) == {"get": n, "pttl": n, **expected}
     async with manager.turn(_activity(conversation, 99)) as state:
         assert [getattr(state, name).get("turns") for name in scopes] == [3] * n
 

@@ -76,10 +76,10 @@ def pack(etag: str, value: bytes) -> bytes:
     return b"".join((MAGIC, etag.encode("ascii"), b"|", value))
 
 
-def unpack(key: str, name: bytes, stored: bytes) -> StoredItem:
+def unpack(key: str, name: bytes, stored: bytes, expires_at: float | None = None) -> StoredItem:
     """Split a stored string into value and ETag; CorruptDocumentError naming ``key`` if it is not ours."""
     bar = stored.find(b"|", len(MAGIC), _HEADER_READ + 1) if stored.startswith(MAGIC) else -1
     etag = stored[len(MAGIC) : bar] if bar > len(MAGIC) else b""
     if not etag.isascii() or not etag:
         raise CorruptDocumentError(key, NOT_OUR_LAYOUT_REASON, where(name))
-    return StoredItem(stored[bar + 1 :], etag.decode("ascii"))
+    return StoredItem(stored[bar + 1 :], etag.decode("ascii"), expires_at)

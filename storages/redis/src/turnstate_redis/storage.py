@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -95,6 +96,10 @@ class RedisStorage(Storage):
     ``socket_timeout`` and ``socket_connect_timeout`` (seconds, default 5, ``None`` waits forever) apply
     to a client built from a URL; other keyword arguments go to redis-py's ``from_url``.
 
+    ``StoredItem.expires_at`` is this host's clock plus the ``PTTL`` the server reported, read in the same
+    round trip right after the value (a write landing between the two can only make it the expiry of a
+    newer version, whose ETag differs).
+
     Differences from the base contract: a multi-key write is not atomic (each key is compare-and-set on
     its own; see ``PreconditionFailedError.written``). A connection failure or timeout raises
     StorageUnavailableError without any retry: in a write, each key was written completely or not at
@@ -176,14 +181,24 @@ class RedisStorage(Storage):
             return {}
         unique = list(dict.fromkeys(keys))
         names = [self._name(key) for key in unique]
-        replies = await self._execute("read", unique, names, [("GET", name) for name in names])
+        # GET and PTTL of each key, pipelined: still one round trip (per master) for the whole batch.
+        commands: list[Command] = []
+        for name in names:
+            commands += (("GET", name), ("PTTL", name))
+        replies = await self._execute("read", unique, [n for name in names for n in (name, name)], commands)
+        now = time.time()
         found: dict[str, StoredItem] = {}
-        for key, name, reply in zip(unique, names, replies, strict=True):
+        for index, (key, name) in enumerate(zip(unique, names, strict=True)):
+            reply, ttl_ms = replies[2 * index], replies[2 * index + 1]
             if reply is None:
                 continue
             if not isinstance(reply, bytes):
                 raise self._reply_error("read", key, name, reply)
-            found[key] = unpack(key, name, reply)
+            if not isinstance(ttl_ms, int) or ttl_ms == -2:
+                if isinstance(ttl_ms, int):
+                    continue  # expired or deleted right after the GET: absent now
+                raise self._reply_error("read", key, name, ttl_ms)
+            found[key] = unpack(key, name, reply, None if ttl_ms < 0 else now + ttl_ms / 1000)
         return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
