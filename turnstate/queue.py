@@ -17,16 +17,18 @@ class CommitQueue:
     __slots__ = ("_busy",)
 
     def __init__(self) -> None:
-        self._busy: dict[str, list[asyncio.Future[None]]] = {}
+        self._busy: dict[str, list[asyncio.Future[None]] | None] = {}
+        """Held keys, each with the commits waiting for it (None until one does)."""
 
     def enter_now(self, keys: Collection[str]) -> bool:
         """Take ``keys`` if no commit holds any of them; False (nothing taken) otherwise."""
         busy = self._busy
+        if busy:
+            for key in keys:
+                if key in busy:
+                    return False
         for key in keys:
-            if key in busy:
-                return False
-        for key in keys:
-            busy[key] = []
+            busy[key] = None
         return True
 
     async def enter(self, keys: Collection[str]) -> None:
@@ -34,13 +36,20 @@ class CommitQueue:
         busy = self._busy
         while not self.enter_now(keys):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            busy[next(key for key in keys if key in busy)].append(waiter)
+            held = next(key for key in keys if key in busy)
+            waiting = busy[held]
+            if waiting is None:
+                busy[held] = [waiter]
+            else:
+                waiting.append(waiter)
             await waiter
 
     def leave(self, keys: Collection[str]) -> None:
         """Release ``keys`` and wake the commits waiting for them."""
         busy = self._busy
         for key in keys:
-            for waiter in busy.pop(key, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+            waiting = busy.pop(key, None)
+            if waiting:
+                for waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_result(None)

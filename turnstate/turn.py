@@ -269,23 +269,23 @@ class Turn:
         else:
             self.resumed = True
 
-    async def commit(self, on_conflict: Literal["merge", "raise"] | None = None) -> None:
-        """The turn's final commit: write every scope whose encoded fields changed since load (or the last
-        checkpoint), recording the activity as done in each.
-
-        ``on_conflict`` overrides the manager's setting for this call.
-        """
-        await self._commit(True, on_conflict)
-
     async def checkpoint(self) -> None:
         """Write the changes made so far, recording the activity as in progress (``state.save()``).
 
         A redelivery after a checkpoint runs the handler again on the checkpointed state, with
         ``state.resumed`` set; only the final commit marks the activity done.
         """
-        await self._commit(False, None)
+        await self.commit(final=False)
 
-    async def _commit(self, final: bool, on_conflict: Literal["merge", "raise"] | None) -> None:
+    async def commit(
+        self, on_conflict: Literal["merge", "raise"] | None = None, *, final: bool = True
+    ) -> None:
+        """The turn's final commit: write every scope whose encoded fields changed since load (or the last
+        checkpoint), recording the activity as done in each (``final=False``: see :meth:`checkpoint`).
+
+        On conflict the scopes are re-read, merged and retried, backing off from the second conflict.
+        ``on_conflict`` overrides the manager's setting for this call.
+        """
         if self._closed:
             raise TurnClosedError("this turn")
         manager = self._manager
@@ -302,28 +302,39 @@ class Turn:
             return
         keys = [slot.key for slot, _, _ in pending]
         queue = manager.commits
-        if queue.enter_now(keys):
+        if not queue.enter_now(keys):
+            await queue.enter(keys)
             try:
-                await self._write(pending, record, final, on_conflict)
-            finally:
+                pending = await self._after_queue(pending, record, final, on_conflict)
+            except BaseException:
                 queue.leave(keys)
-            return
-        await queue.enter(keys)
-        try:
-            if (on_conflict or manager.on_conflict) == "raise":
-                await self._write(pending, record, final, on_conflict)
+                raise
+            if not pending:
+                queue.leave(keys)
                 return
-            # another turn of this manager may have written these documents meanwhile: merge onto what
-            # is stored, then write once
-            slots = [slot for slot, _, _ in pending]
-            dropped = await self._rebase(slots, final)
-            pending = _pending(slots, codec, forced=final and bool(record))
-            if pending:
-                await self._write(pending, record, final, on_conflict)
-            elif dropped:
-                raise self._duplicate_at_commit(keys[0])
+        try:
+            await self._write(pending, record, final, on_conflict)
         finally:
             queue.leave(keys)
+
+    async def _after_queue(
+        self,
+        pending: list[_Pending],
+        record: bytes,
+        final: bool,
+        on_conflict: Literal["merge", "raise"] | None,
+    ) -> list[_Pending]:
+        """What is left to write after waiting for another commit of this manager to the same documents."""
+        manager = self._manager
+        if (on_conflict or manager.on_conflict) == "raise":
+            return pending  # the write conflicts and the caller re-runs the turn
+        # the turn before may have written these documents: merge onto what is stored, then write once
+        slots = [slot for slot, _, _ in pending]
+        dropped = await self._rebase(slots, final)
+        left = _pending(slots, manager.codec, forced=final and bool(record))
+        if not left and dropped:
+            raise self._duplicate_at_commit(slots[0].key)
+        return left
 
     async def _write(
         self,
