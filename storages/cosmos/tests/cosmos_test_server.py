@@ -14,8 +14,10 @@ import shutil
 import ssl
 import subprocess
 import threading
+import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,24 @@ EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPM
 
 class ServerError(RuntimeError):
     """The test server could not be started."""
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the test server answered (see server.js for the operations and the charge model)."""
+
+    method: str
+    path: str
+    operation: str  # read, create, replace, upsert, patch, delete, query, batch or other
+    status: int
+    charge: float
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
 
 
 def _tool(name: str) -> str:
@@ -112,20 +132,30 @@ class CosmosTestServer:
         for text in self.process.stderr:
             self._stderr.append(text)
 
-    def _control(self, path: str, method: str = "GET") -> bytes:
+    def raw(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> RawResponse:
+        """One HTTPS request to the server as it is, error statuses included; a JSON body is decoded."""
         context = ssl.create_default_context(cafile=str(self.certificate))
-        request = urllib.request.Request(f"{self.endpoint}__turnstate/{path}", method=method)
-        with urllib.request.urlopen(request, context=context, timeout=10) as reply:
+        request = urllib.request.Request(f"{self.endpoint}{path.lstrip('/')}", method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            reply = urllib.request.urlopen(request, context=context, timeout=10)
+        except urllib.error.HTTPError as error:
+            reply = error
+        with reply:
             body: bytes = reply.read()
-            return body
+            found = {name.lower(): value for name, value in reply.headers.items()}
+            status = reply.status
+        decoded: Any = json.loads(body) if found.get("content-type") == "application/json" else body
+        return RawResponse(status, found, decoded)
 
-    def requests(self) -> list[str]:
-        """The requests the server received since the last reset, as "METHOD /path[ query]"."""
-        seen: list[str] = json.loads(self._control("requests"))["requests"]
-        return seen
+    def requests(self) -> list[LoggedRequest]:
+        """The requests the server answered since the last reset, oldest first."""
+        seen = self.raw("GET", "/__turnstate/requests").body["requests"]
+        return [LoggedRequest(**entry) for entry in seen]
 
     def reset_requests(self) -> None:
-        self._control("requests/reset", method="POST")
+        self.raw("POST", "/__turnstate/requests/reset")
 
     def stop(self) -> None:
         if self.process is None:
