@@ -14,8 +14,10 @@ from cosmos_test_server import EMULATOR_KEY, CosmosTestServer, MakeStorage, clie
 from turnstate_cosmos import CosmosStorage, RequestCharges
 from turnstate_cosmos._keys import item_id
 
+from turnstate import Scope, StateManager
 from turnstate.errors import (
     CorruptDocumentError,
+    InvalidKeyError,
     PreconditionFailedError,
     StorageError,
     StorageUnavailableError,
@@ -224,3 +226,45 @@ async def test_instances_starting_together_on_a_new_database_all_work(
     await asyncio.gather(*(s.write({f"k{i}": WriteItem(b'{"n":1}')}) for i, s in enumerate(storages)))
     found = await storages[0].read([f"k{i}" for i in range(8)])
     assert len(found) == 8
+
+
+@pytest.mark.parametrize("ending", [" ", "\n", "\t", " \n", "  "], ids=repr)
+async def test_a_scope_id_ending_in_whitespace_commits_with_the_other_scopes(
+    make_storage: MakeStorage, ending: str
+) -> None:
+    """A custom scope whose id ends in whitespace has its own item, committed with the other scopes."""
+    storage = make_storage()
+    incident = f"incident {uuid.uuid4().hex}"
+    scope = Scope("incident", key=lambda activity: incident + ending)
+    bare = Scope("bare", key=lambda activity: incident)
+    manager = StateManager(storage, scopes=[scope, bare])
+    activity = {
+        "type": "message",
+        "channelId": "msteams",
+        "conversation": {"id": f"19:{uuid.uuid4().hex}"},
+        "from": {"id": "29:user"},
+        "recipient": {"id": "28:bot"},
+    }
+    async with manager.turn(activity) as state:
+        state.conversation.set("n", 1)
+        state.incident.set("status", "open")
+        state.bare.set("status", "bare")
+    async with manager.turn(activity) as state:
+        assert state.conversation.get("n") == 1
+        assert (state.incident.get("status"), state.bare.get("status")) == ("open", "bare")
+
+
+async def test_a_key_cosmos_cannot_store_is_refused_before_anything_is_written(
+    make_storage: MakeStorage,
+) -> None:
+    """A lone surrogate cannot be sent as UTF-8: InvalidKeyError naming it, and no other key is written."""
+    storage = make_storage()
+    good, bad = new_key("good"), new_key("lone-\udc80-surrogate")
+    with pytest.raises(InvalidKeyError) as info:
+        await storage.write({good: WriteItem(b"{}"), bad: WriteItem(b"{}")})
+    assert info.value.key == bad
+    with pytest.raises(InvalidKeyError):
+        await storage.read([good, bad])
+    with pytest.raises(InvalidKeyError):
+        await storage.delete([good, bad])
+    assert await storage.read([good]) == {}
