@@ -16,6 +16,7 @@ class RequestCharges:
     ``point_reads``: reads of one item by id (absent items included); ``writes``: creates, replaces,
     upserts and deletes; ``queries``: pages of query results; ``request_units``: the RU of all of them.
     Failed requests that got an answer (404, 409, 412, 429 ...) count; requests that got none do not.
+    Records add and subtract: ``storage.charges - before`` is what was spent since ``before``.
     """
 
     point_reads: int = 0
@@ -34,6 +35,14 @@ class RequestCharges:
             self.writes + other.writes,
             self.queries + other.queries,
             self.request_units + other.request_units,
+        )
+
+    def __sub__(self, other: RequestCharges) -> RequestCharges:
+        return RequestCharges(
+            self.point_reads - other.point_reads,
+            self.writes - other.writes,
+            self.queries - other.queries,
+            self.request_units - other.request_units,
         )
 
 
