@@ -17,6 +17,7 @@ from turnstate_cosmos._keys import item_id
 from turnstate import Scope, StateManager
 from turnstate.errors import (
     CorruptDocumentError,
+    InvalidItemError,
     InvalidKeyError,
     PreconditionFailedError,
     StorageError,
@@ -268,3 +269,18 @@ async def test_a_key_cosmos_cannot_store_is_refused_before_anything_is_written(
     with pytest.raises(InvalidKeyError):
         await storage.delete([good, bad])
     assert await storage.read([good]) == {}
+
+
+async def test_ttl_beyond_what_cosmos_accepts_is_refused_before_anything_is_written(
+    make_storage: MakeStorage, cosmos_client: CosmosClient
+) -> None:
+    """Cosmos DB takes item ttls up to 2**31 - 1 s; the stored ttl is the ttl rounded up plus one."""
+    storage = make_storage()
+    good, bad = new_key("good"), new_key("bad")
+    with pytest.raises(InvalidItemError, match="too large") as info:
+        await storage.write({good: WriteItem(b"{}"), bad: WriteItem(b"{}", ttl=2**31 - 1.5)})
+    assert info.value.key == bad
+    assert await storage.read([good, bad]) == {}
+    await storage.write({good: WriteItem(b"{}", ttl=2**31 - 2)})
+    container = await raw_container(storage, cosmos_client)
+    assert (await container.read_item(item_id(good), partition_key=item_id(good)))["ttl"] == 2**31 - 1

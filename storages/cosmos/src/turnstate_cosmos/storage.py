@@ -538,7 +538,7 @@ def _body(key: str, item: WriteItem, now: float) -> dict[str, Any]:
     expires_at: float | None = None
     ttl = -1
     if item.ttl is not None:
-        if not math.isfinite(item.ttl) or item.ttl >= _MAX_TTL_SECONDS:
+        if not math.isfinite(item.ttl) or math.ceil(item.ttl) + 1 > _MAX_TTL_SECONDS:
             raise InvalidItemError(
                 key, f"ttl {item.ttl!r} is too large for Cosmos DB; omit it to never expire"
             )
