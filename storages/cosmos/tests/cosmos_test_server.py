@@ -8,12 +8,14 @@ does not start, raises ServerError: the tests fail with the reason, they are nev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from azure.cosmos import SSLConfiguration
+from azure.cosmos.aio import ContainerProxy
+from azure.cosmos.exceptions import CosmosResourceNotFoundError
 from turnstate_cosmos import CosmosStorage
 
 from turnstate.testing.tls import self_signed_certificate
@@ -30,6 +34,7 @@ TESTSERVER_DIR = Path(__file__).resolve().parent.parent / "testserver"
 INSTALL_HINT = "install Node.js >= 20 and npm; scripts/test then installs the test server's packages"
 START_TIMEOUT = 30.0
 NPM_TIMEOUT = 300.0
+EXPIRY_DEADLINE = 15.0  # seconds to wait for the server to expire an item
 
 # The account key the Cosmos DB emulator documents; the test server accepts any key.
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
@@ -191,3 +196,15 @@ def client_options(server: CosmosTestServer) -> dict[str, Any]:
     ssl.SSLCertFile = str(server.certificate)
     ssl.SSLKeyFile = str(server.key)
     return {"ssl_config": ssl}
+
+
+async def wait_until_gone(container: ContainerProxy, name: str) -> None:
+    """Poll a point read of item ``name`` until the server answers 404; AssertionError after the deadline."""
+    deadline = time.monotonic() + EXPIRY_DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            await container.read_item(name, partition_key=name)
+        except CosmosResourceNotFoundError:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"item {name!r} was still there {EXPIRY_DEADLINE:.0f} s later")

@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import pytest
 from azure.cosmos import PartitionKey
-from azure.cosmos.aio import ContainerProxy, CosmosClient
-from azure.cosmos.exceptions import CosmosResourceNotFoundError
-from cosmos_test_server import CosmosTestServer, MakeStorage
+from azure.cosmos.aio import CosmosClient
+from cosmos_test_server import CosmosTestServer, MakeStorage, wait_until_gone
 from turnstate_cosmos import ContainerSettings, CosmosStorage
 from turnstate_cosmos._keys import item_id
 
 from turnstate.errors import StorageError
 from turnstate.storage.base import WriteItem
 
-EXPIRY_DEADLINE = 15.0  # seconds to wait for the server to expire an item before the test fails
-
 
 def new_key(name: str = "k") -> str:
     return f"container/{uuid.uuid4().hex}/{name}"
-
-
-async def wait_until_gone(container: ContainerProxy, name: str) -> None:
-    """Poll a point read until the item is gone; fail if it outlives the deadline."""
-    deadline = time.monotonic() + EXPIRY_DEADLINE
-    while time.monotonic() < deadline:
-        try:
-            await container.read_item(name, partition_key=name)
-        except CosmosResourceNotFoundError:
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"item {name!r} was not expired within {EXPIRY_DEADLINE} s")
 
 
 async def test_created_container_indexes_only_the_key_and_expires_items_by_their_ttl(

@@ -6,8 +6,6 @@ changing server.js) fails here, loudly, rather than somewhere in the storage tes
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,9 +13,7 @@ import pytest
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
 from azure.cosmos.exceptions import CosmosResourceExistsError, CosmosResourceNotFoundError
-from cosmos_test_server import CosmosTestServer
-
-EXPIRY_DEADLINE = 15.0  # seconds to wait for an item to expire before the test fails
+from cosmos_test_server import CosmosTestServer, wait_until_gone
 
 
 @pytest.fixture
@@ -75,17 +71,6 @@ async def test_item_request_in_a_missing_container_is_404_owner_resource_missing
         "DELETE", point_read_path(database.id, "nothing-here", "x"), partition_header("x")
     )
     assert (reply.status, reply.headers["x-ms-substatus"]) == (404, "1003")
-
-
-async def wait_until_gone(items: ContainerProxy, name: str) -> None:
-    deadline = time.monotonic() + EXPIRY_DEADLINE
-    while time.monotonic() < deadline:
-        try:
-            await items.read_item(name, partition_key=name)
-        except CosmosResourceNotFoundError:
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"item {name!r} was not expired within {EXPIRY_DEADLINE} s")
 
 
 async def ids_in(items: ContainerProxy) -> set[str]:

@@ -284,3 +284,16 @@ async def test_ttl_beyond_what_cosmos_accepts_is_refused_before_anything_is_writ
     await storage.write({good: WriteItem(b"{}", ttl=2**31 - 2)})
     container = await raw_container(storage, cosmos_client)
     assert (await container.read_item(item_id(good), partition_key=item_id(good)))["ttl"] == 2**31 - 1
+
+
+async def test_read_reports_each_items_expiry(make_storage: MakeStorage, clock: ManualClock) -> None:
+    """StoredItem.expires_at is the write's clock plus its ttl, as a float, or None without a ttl."""
+    clock.now = 1_800_000_000  # a whole number: still reported, and in the ETag, as a float
+    storage = make_storage(clock=clock)
+    expiring, lasting = new_key("expiring"), new_key("lasting")
+    etags = await storage.write({expiring: WriteItem(b"{}", ttl=30), lasting: WriteItem(b"{}")})
+    found = await storage.read([expiring, lasting])
+    assert found[expiring].expires_at == 1_800_000_030.0
+    assert isinstance(found[expiring].expires_at, float)
+    assert found[lasting].expires_at is None
+    assert {key: item.etag for key, item in found.items()} == etags

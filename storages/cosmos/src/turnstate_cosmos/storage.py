@@ -181,14 +181,9 @@ class CosmosStorage(Storage):
         unique = list(dict.fromkeys(keys))
         names = {key: item_id(key) for key in unique}
         container = await self._open("read", unique)
-        meter = Meter()
-        try:
-            rows = await asyncio.gather(
-                *(self._read_one(container, key, name, meter) for key, name in names.items()),
-                return_exceptions=True,
-            )
-        finally:
-            self._record(meter)
+        rows = await self._each(
+            lambda meter: [self._read_one(container, key, name, meter) for key, name in names.items()]
+        )
         now = self._clock()
         found: dict[str, StoredItem] = {}
         for key, row in zip(unique, rows, strict=True):
@@ -209,14 +204,11 @@ class CosmosStorage(Storage):
         bodies = {key: _body(key, item, now) for key, item in items.items()}
         container = await self._open("write", list(items))
         keys = list(items)
-        meter = Meter()
-        try:
-            results = await asyncio.gather(
-                *(self._write_one(container, key, items[key].if_match, bodies[key], meter) for key in keys),
-                return_exceptions=True,
-            )
-        finally:
-            self._record(meter)
+        results = await self._each(
+            lambda meter: [
+                self._write_one(container, key, items[key].if_match, bodies[key], meter) for key in keys
+            ]
+        )
         written: dict[str, str] = {}
         failed: list[str] = []
         problem: BaseException | None = None
@@ -240,14 +232,9 @@ class CosmosStorage(Storage):
         unique = list(dict.fromkeys(keys))
         names = {key: item_id(key) for key in unique}
         container = await self._open("delete", unique)
-        meter = Meter()
-        try:
-            results = await asyncio.gather(
-                *(self._delete_one(container, key, name, meter) for key, name in names.items()),
-                return_exceptions=True,
-            )
-        finally:
-            self._record(meter)
+        results = await self._each(
+            lambda meter: [self._delete_one(container, key, name, meter) for key, name in names.items()]
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -301,6 +288,14 @@ class CosmosStorage(Storage):
                 raise CorruptDocumentError(key, "expires_at is not a number or null", self._where)
             if _live(expires_at, now):
                 yield key
+
+    async def _each(self, requests: Callable[[Meter], list[Awaitable[_T]]]) -> list[_T | BaseException]:
+        """One request per key, all at once, their charges recorded as one call; errors are returned."""
+        meter = Meter()
+        try:
+            return await asyncio.gather(*requests(meter), return_exceptions=True)
+        finally:
+            self._record(meter)
 
     def _record(self, meter: Meter) -> None:
         self._last_call = meter.charges()
