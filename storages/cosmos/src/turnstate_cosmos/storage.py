@@ -14,7 +14,6 @@ from azure.core.exceptions import AzureError, ServiceRequestError, ServiceRespon
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError
-from azure.cosmos.http_constants import SubStatusCodes
 
 from turnstate.errors import (
     CorruptDocumentError,
@@ -44,6 +43,7 @@ _CREATE_ATTEMPTS = 3
 _UNAVAILABLE_STATUS = frozenset({408, 429, 449, 503})
 _NATIVE_ERRORS = (AzureError, aiohttp.ClientError, TimeoutError, OSError)
 _READS, _WRITES, _QUERIES = "point_reads", "writes", "queries"
+_OWNER_RESOURCE_NOT_FOUND = 1003  # the sub-status of a 404 whose database or container is missing
 
 _T = TypeVar("_T")
 
@@ -546,7 +546,7 @@ def _body(key: str, item: WriteItem, now: float) -> dict[str, Any]:
 
 def _item_missing(exc: CosmosHttpResponseError) -> bool:
     """A 404 about the item itself, not about its database or container (sub-status 1003)."""
-    if exc.status_code != 404 or exc.sub_status == SubStatusCodes.OWNER_RESOURCE_NOT_FOUND:
+    if exc.status_code != 404 or exc.sub_status == _OWNER_RESOURCE_NOT_FOUND:
         return False
     request = getattr(exc.response, "request", None)
     return "/docs/" in str(getattr(request, "url", "/docs/"))
