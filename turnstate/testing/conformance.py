@@ -205,6 +205,26 @@ class StorageConformance:
         assert list(found) == [key]
         assert found[key].value == _doc(suffix.encode().hex())
 
+    @pytest.mark.parametrize(
+        "ending", [" ", "\n", "\t", " \n"], ids=["space", "newline", "tab", "space-newline"]
+    )
+    async def test_key_ending_in_whitespace_is_kept_apart_from_the_bare_key(
+        self, storage: Storage, ending: str
+    ) -> None:
+        """Trailing whitespace is part of the key: stored, listed and deleted apart from the bare key."""
+        bare = self.new_key("incident 42")
+        key = bare + ending
+        etags = await storage.write({key: WriteItem(_doc(1)), bare: WriteItem(_doc(2))})
+        found = await storage.read([key, bare])
+        assert {k: (v.value, v.etag) for k, v in found.items()} == {
+            key: (_doc(1), etags[key]),
+            bare: (_doc(2), etags[bare]),
+        }
+        if storage.capabilities.list_keys:
+            assert {k async for k in storage.list_keys(bare)} == {key, bare}
+        await storage.delete([key])
+        assert list(await storage.read([key, bare])) == [bare]
+
     # -- ETags and preconditions --------------------------------------------------------------------------
 
     async def test_etag_changes_on_every_write(self, storage: Storage) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from azure.cosmos.aio import CosmosClient
 from cosmos_test_server import EMULATOR_KEY, CosmosTestServer, MakeStorage, ServerError, client_options
 from turnstate_cosmos import CosmosStorage
 
@@ -58,3 +59,10 @@ async def make_storage(cosmos_server: CosmosTestServer) -> AsyncIterator[MakeSto
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture
+async def cosmos_client(cosmos_server: CosmosTestServer) -> AsyncIterator[CosmosClient]:
+    """The azure-cosmos SDK on the test server, for writing and inspecting items as they are stored."""
+    async with CosmosClient(cosmos_server.endpoint, EMULATOR_KEY, **client_options(cosmos_server)) as client:
+        yield client

@@ -8,18 +8,24 @@ does not start, raises ServerError: the tests fail with the reason, they are nev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import ssl
 import subprocess
 import threading
+import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from azure.cosmos import SSLConfiguration
+from azure.cosmos.aio import ContainerProxy
+from azure.cosmos.exceptions import CosmosResourceNotFoundError
 from turnstate_cosmos import CosmosStorage
 
 from turnstate.testing.tls import self_signed_certificate
@@ -28,6 +34,7 @@ TESTSERVER_DIR = Path(__file__).resolve().parent.parent / "testserver"
 INSTALL_HINT = "install Node.js >= 20 and npm; scripts/test then installs the test server's packages"
 START_TIMEOUT = 30.0
 NPM_TIMEOUT = 300.0
+EXPIRY_DEADLINE = 15.0  # seconds to wait for the server to expire an item
 
 # The account key the Cosmos DB emulator documents; the test server accepts any key.
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
@@ -35,6 +42,24 @@ EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPM
 
 class ServerError(RuntimeError):
     """The test server could not be started."""
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the test server answered (see server.js for the operations and the charge model)."""
+
+    method: str
+    path: str
+    operation: str  # read, create, replace, upsert, patch, delete, query, batch or other
+    status: int
+    charge: float
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
 
 
 def _tool(name: str) -> str:
@@ -112,20 +137,30 @@ class CosmosTestServer:
         for text in self.process.stderr:
             self._stderr.append(text)
 
-    def _control(self, path: str, method: str = "GET") -> bytes:
+    def raw(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> RawResponse:
+        """One HTTPS request to the server as it is, error statuses included; a JSON body is decoded."""
         context = ssl.create_default_context(cafile=str(self.certificate))
-        request = urllib.request.Request(f"{self.endpoint}__turnstate/{path}", method=method)
-        with urllib.request.urlopen(request, context=context, timeout=10) as reply:
+        request = urllib.request.Request(f"{self.endpoint}{path.lstrip('/')}", method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            reply = urllib.request.urlopen(request, context=context, timeout=10)
+        except urllib.error.HTTPError as error:
+            reply = error
+        with reply:
             body: bytes = reply.read()
-            return body
+            found = {name.lower(): value for name, value in reply.headers.items()}
+            status = reply.status
+        decoded: Any = json.loads(body) if found.get("content-type") == "application/json" else body
+        return RawResponse(status, found, decoded)
 
-    def requests(self) -> list[str]:
-        """The requests the server received since the last reset, as "METHOD /path[ query]"."""
-        seen: list[str] = json.loads(self._control("requests"))["requests"]
-        return seen
+    def requests(self) -> list[LoggedRequest]:
+        """The requests the server answered since the last reset, oldest first."""
+        seen = self.raw("GET", "/__turnstate/requests").body["requests"]
+        return [LoggedRequest(**entry) for entry in seen]
 
     def reset_requests(self) -> None:
-        self._control("requests/reset", method="POST")
+        self.raw("POST", "/__turnstate/requests/reset")
 
     def stop(self) -> None:
         if self.process is None:
@@ -161,3 +196,15 @@ def client_options(server: CosmosTestServer) -> dict[str, Any]:
     ssl.SSLCertFile = str(server.certificate)
     ssl.SSLKeyFile = str(server.key)
     return {"ssl_config": ssl}
+
+
+async def wait_until_gone(container: ContainerProxy, name: str) -> None:
+    """Poll a point read of item ``name`` until the server answers 404; AssertionError after the deadline."""
+    deadline = time.monotonic() + EXPIRY_DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            await container.read_item(name, partition_key=name)
+        except CosmosResourceNotFoundError:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"item {name!r} was still there {EXPIRY_DEADLINE:.0f} s later")

@@ -13,6 +13,10 @@ from turnstate.testing.conformance import Advance
 
 
 class TestCosmosConformance(StorageConformance):
+    # Expiry is checked against the injected clock below. The test server also deletes items by their
+    # ttl in real time; a long ttl keeps it from doing so while a test runs.
+    ttl_seconds = 60.0
+
     @pytest.fixture
     async def storage(self, make_storage: MakeStorage, clock: ManualClock) -> AsyncIterator[CosmosStorage]:
         async with make_storage(clock=clock) as storage:
@@ -20,7 +24,6 @@ class TestCosmosConformance(StorageConformance):
 
     @pytest.fixture
     def advance(self, clock: ManualClock) -> Advance:
-        # The test server never expires items; expiry is read from expires_at against this clock.
         async def advance(seconds: float) -> None:
             clock.advance(seconds)
 

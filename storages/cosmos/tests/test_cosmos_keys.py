@@ -16,18 +16,21 @@ from turnstate.testing.conformance import TRICKY_KEYS
 FORBIDDEN = set("/\\?#")
 # Keys rich in the characters that need escaping, so collisions would show up.
 keys = st.text(
-    alphabet=st.sampled_from(["a", "%", "/", "\\", "?", "#", "*", "2", "F", "\t", "\x00", "ü", "🙂"]),
+    alphabet=st.sampled_from(
+        ["a", "%", "/", "\\", "?", "#", "*", "2", "0", "F", " ", "\n", "\t", "\x00", "ü", "🙂"]
+    ),
     min_size=1,
 ) | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1)
 
 
 @given(keys)
 def test_id_is_a_valid_cosmos_id(key: str) -> None:
-    """No id contains / \\ ? # or a control character, and none is longer than 255 characters."""
+    """No id contains / \\ ? # or a control character or a final space or newline; none is over 255 long."""
     name = item_id(key)
     assert 0 < len(name) <= MAX_ID_LENGTH
     assert not FORBIDDEN & set(name)
     assert all(ord(ch) >= 0x20 and ord(ch) != 0x7F for ch in name)
+    assert not name.endswith((" ", "\n"))
 
 
 @given(keys)
@@ -74,7 +77,24 @@ def test_escaped_ids_never_look_hashed() -> None:
     assert item_id("%h" + "0" * 64) == "%25h" + "0" * 64
 
 
-@pytest.mark.parametrize("bad", ["%", "%2", "%zz", "%41", "a/b", "a\tb"])
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("incident 42 ", "incident 42%20"),
+        ("a  ", "a %20"),
+        (" ", "%20"),
+        ("a \n", "a %0A"),
+        ("a%20", "a%2520"),
+        ("a%20 ", "a%2520%20"),
+    ],
+)
+def test_only_a_final_space_is_escaped(key: str, expected: str) -> None:
+    """The SDK refuses ids ending in a space; spaces elsewhere stay as they are, so ids stay readable."""
+    assert item_id(key) == expected
+    assert key_of(expected) == key
+
+
+@pytest.mark.parametrize("bad", ["%", "%2", "%zz", "%41", "a/b", "a\tb", "a ", "a%20b"])
 def test_ids_that_no_key_encodes_to_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="not an escaped key"):
         key_of(bad)

@@ -33,16 +33,17 @@ from turnstate.storage.base import (
     check_write,
 )
 from turnstate_cosmos._keys import is_hashed, item_id
+from turnstate_cosmos.charges import Meter, RequestCharges
+from turnstate_cosmos.settings import PARTITION_KEY_PATH, ContainerSettings, indexing_policy
 
-PARTITION_KEY_PATH = "/id"
-
-_READ_QUERY = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
 _LIST_QUERY = "SELECT c.id, c.key, c.expires_at FROM c WHERE STARTSWITH(c.key, @prefix)"
 _ETAG_EXPIRY = "~exp:"
 _MAX_TTL_SECONDS = 2**31 - 1
 _CREATE_ATTEMPTS = 3
 _UNAVAILABLE_STATUS = frozenset({408, 429, 449, 503})
 _NATIVE_ERRORS = (AzureError, aiohttp.ClientError, TimeoutError, OSError)
+_READS, _WRITES, _QUERIES = "point_reads", "writes", "queries"
+_OWNER_RESOURCE_NOT_FOUND = 1003  # the sub-status of a 404 whose database or container is missing
 
 _T = TypeVar("_T")
 
@@ -60,7 +61,11 @@ class CosmosStorage(Storage):
     ``container`` names) or ``container_client=`` (a ``ContainerProxy``): used as is, never closed.
 
     With ``create_if_missing`` (the default) the database and container are created on first use, with
-    partition key ``/id`` and per-item TTL enabled. An existing container must be partitioned by ``/id``.
+    partition key ``/id``, per-item TTL enabled and only ``/key/?`` indexed. An existing container must be
+    partitioned by ``/id``; its other settings are used as they are (see :meth:`describe`).
+
+    Every ``read`` is one point read per key and every ``write`` one request per key, all concurrent.
+    :attr:`charges` and :attr:`last_call` report the requests made and the request units they cost.
 
     Differences from the base contract: a multi-key write is not atomic (each key is written on its
     own, concurrently; see ``PreconditionFailedError.written``). An unconditional (``"*"``) write
@@ -90,6 +95,8 @@ class CosmosStorage(Storage):
         self._create_if_missing = create_if_missing
         self._closed = False
         self._ready: ContainerProxy | None = None
+        self._charges = RequestCharges()
+        self._last_call = RequestCharges()
         self._setup_lock = asyncio.Lock()
         self._owned_client: CosmosClient | None = None
         self._client: CosmosClient | None = None
@@ -146,6 +153,25 @@ class CosmosStorage(Storage):
     def __repr__(self) -> str:
         return f"CosmosStorage({self._where})"
 
+    @property
+    def charges(self) -> RequestCharges:
+        """Running total of the requests ``read``, ``write``, ``delete`` and ``list_keys`` made.
+
+        Setting the container up on first use and :meth:`describe` are not counted.
+        """
+        return self._charges
+
+    @property
+    def last_call(self) -> RequestCharges:
+        """The requests of the call that finished last (with concurrent calls: whichever ended last)."""
+        return self._last_call
+
+    async def describe(self) -> ContainerSettings:
+        """Read the container's settings from Cosmos DB (one request; sets the container up if needed)."""
+        container = await self._open("describe the container", [])
+        properties = await self._call("describe the container", [], container.read())
+        return ContainerSettings.from_properties(self._database_name, properties)
+
     # -- the protocol ----------------------------------------------------------------------------------
 
     async def read(self, keys: Collection[str]) -> dict[str, StoredItem]:
@@ -153,34 +179,22 @@ class CosmosStorage(Storage):
         if not keys:
             return {}
         unique = list(dict.fromkeys(keys))
-        ids = {item_id(key): key for key in unique}
+        names = {key: item_id(key) for key in unique}
         container = await self._open("read", unique)
-        # One query for any number of keys; a single key is a single-partition query.
-        options: dict[str, Any] = {}
-        if len(ids) == 1:
-            options["partition_key"] = next(iter(ids))
-        rows = await self._call(
-            "read",
-            unique,
-            _collect(
-                container.query_items(
-                    _READ_QUERY, parameters=[{"name": "@ids", "value": list(ids)}], **options
-                )
-            ),
+        rows = await self._each(
+            lambda meter: [self._read_one(container, key, name, meter) for key, name in names.items()]
         )
         now = self._clock()
-        by_key: dict[str, StoredItem] = {}
-        for row in rows:
-            name = row.get("id") if isinstance(row, dict) else None
-            key = ids.get(name) if isinstance(name, str) else None
-            if key is None:
-                raise StorageError(
-                    f"{self!r} answered a read of {_shown(unique)} with an item it did not ask for"
-                )
-            parsed = self._parse(key, row)
-            if parsed is not None and _live(parsed[1], now):
-                by_key[key] = StoredItem(parsed[0], _public_etag(parsed[2], parsed[1]))
-        return {key: by_key[key] for key in unique if key in by_key}
+        found: dict[str, StoredItem] = {}
+        for key, row in zip(unique, rows, strict=True):
+            if isinstance(row, BaseException):
+                raise row
+            if row is None:
+                continue
+            value, expires_at, etag = self._parse(key, row)
+            if _live(expires_at, now):
+                found[key] = StoredItem(value, _public_etag(etag, expires_at), expires_at)
+        return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
         if not items:
@@ -190,9 +204,10 @@ class CosmosStorage(Storage):
         bodies = {key: _body(key, item, now) for key, item in items.items()}
         container = await self._open("write", list(items))
         keys = list(items)
-        results = await asyncio.gather(
-            *(self._write_one(container, key, items[key].if_match, bodies[key]) for key in keys),
-            return_exceptions=True,
+        results = await self._each(
+            lambda meter: [
+                self._write_one(container, key, items[key].if_match, bodies[key], meter) for key in keys
+            ]
         )
         written: dict[str, str] = {}
         failed: list[str] = []
@@ -215,9 +230,10 @@ class CosmosStorage(Storage):
         if not keys:
             return
         unique = list(dict.fromkeys(keys))
+        names = {key: item_id(key) for key in unique}
         container = await self._open("delete", unique)
-        results = await asyncio.gather(
-            *(self._delete_one(container, key) for key in unique), return_exceptions=True
+        results = await self._each(
+            lambda meter: [self._delete_one(container, key, name, meter) for key, name in names.items()]
         )
         for result in results:
             if isinstance(result, BaseException):
@@ -228,13 +244,36 @@ class CosmosStorage(Storage):
         if not isinstance(prefix, str):
             raise InvalidKeyError(repr(prefix), f"a key prefix is a str, got {type(prefix).__name__}")
         container = await self._open("list keys under", [prefix])
-        pages = container.query_items(_LIST_QUERY, parameters=[{"name": "@prefix", "value": prefix}])
+        meter = Meter()
+        try:
+            async for key in self._list(container, prefix, meter):
+                yield key
+        finally:
+            self._record(meter)
+
+    async def aclose(self) -> None:
+        """Close the client if this storage built it; a client passed in is left open. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owned_client is not None:
+            await self._owned_client.close()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    async def _list(self, container: ContainerProxy, prefix: str, meter: Meter) -> AsyncIterator[str]:
+        pages = container.query_items(
+            _LIST_QUERY, parameters=[{"name": "@prefix", "value": prefix}], response_hook=meter.hook(_QUERIES)
+        )
         now = self._clock()
         while True:
             try:
                 row = await anext(pages)
             except StopAsyncIteration:
                 return
+            except CosmosHttpResponseError as exc:
+                meter.count(_QUERIES, exc.headers)
+                raise self._error("list keys under", [prefix], exc) from exc
             except _NATIVE_ERRORS as exc:
                 raise self._error("list keys under", [prefix], exc) from exc
             key = row.get("key") if isinstance(row, dict) else None
@@ -250,15 +289,17 @@ class CosmosStorage(Storage):
             if _live(expires_at, now):
                 yield key
 
-    async def aclose(self) -> None:
-        """Close the client if this storage built it; a client passed in is left open. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owned_client is not None:
-            await self._owned_client.close()
+    async def _each(self, requests: Callable[[Meter], list[Awaitable[_T]]]) -> list[_T | BaseException]:
+        """One request per key, all at once, their charges recorded as one call; errors are returned."""
+        meter = Meter()
+        try:
+            return await asyncio.gather(*requests(meter), return_exceptions=True)
+        finally:
+            self._record(meter)
 
-    # -- internals -------------------------------------------------------------------------------------
+    def _record(self, meter: Meter) -> None:
+        self._last_call = meter.charges()
+        self._charges = self._charges + self._last_call
 
     async def _open(self, action: str, keys: Sequence[str]) -> ContainerProxy:
         """The container, created (if asked) and checked on first use."""
@@ -283,6 +324,7 @@ class CosmosStorage(Storage):
                             self._container_name,
                             partition_key=PartitionKey(PARTITION_KEY_PATH),
                             default_ttl=-1,
+                            indexing_policy=indexing_policy(),
                         )
                         break
                     except CosmosResourceExistsError:
@@ -317,76 +359,104 @@ class CosmosStorage(Storage):
         except _NATIVE_ERRORS as exc:
             raise self._error(action, keys, exc) from exc
 
+    async def _read_one(
+        self, container: ContainerProxy, key: str, name: str, meter: Meter
+    ) -> dict[str, Any] | None:
+        """The item under ``name``, or None when there is none."""
+        try:
+            row: dict[str, Any] = await container.read_item(
+                name, partition_key=name, response_hook=meter.hook(_READS)
+            )
+        except CosmosHttpResponseError as exc:
+            meter.count(_READS, exc.headers)
+            if _item_missing(exc):
+                return None
+            raise self._error("read", [key], exc) from exc
+        except _NATIVE_ERRORS as exc:
+            raise self._error("read", [key], exc) from exc
+        return row
+
     async def _write_one(
-        self, container: ContainerProxy, key: str, if_match: str | None, body: dict[str, Any]
+        self, container: ContainerProxy, key: str, if_match: str | None, body: dict[str, Any], meter: Meter
     ) -> str:
         saved: Mapping[str, Any]
         if if_match == ANY_ETAG:
-            saved = await self._call("write", [key], container.upsert_item(body))
+            upsert = container.upsert_item(body, response_hook=meter.hook(_WRITES))
+            saved = await self._send(key, meter, upsert)
         elif if_match is None:
-            saved = await self._create(container, key, body)
+            saved = await self._create(container, key, body, meter)
         else:
             etag, expires_at = _split_etag(if_match)
             if not _live(expires_at, self._clock()):
                 raise _Failed(key)
-            saved = await self._replace(container, key, body, etag)
+            saved = await self._replace(container, key, body, etag, meter)
         return _public_etag(self._etag_of(key, saved), body["expires_at"])
 
-    async def _create(self, container: ContainerProxy, key: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create-only; an expired item is replaced, conditionally on its ETag."""
+    async def _send(self, key: str, meter: Meter, work: Awaitable[_T]) -> _T:
+        """One write request; a refusal is counted and raised as a StorageError."""
+        try:
+            return await work
+        except CosmosHttpResponseError as exc:
+            meter.count(_WRITES, exc.headers)
+            raise self._error("write", [key], exc) from exc
+        except _NATIVE_ERRORS as exc:
+            raise self._error("write", [key], exc) from exc
+
+    async def _create(
+        self, container: ContainerProxy, key: str, body: dict[str, Any], meter: Meter
+    ) -> dict[str, Any]:
+        """Create-only; an expired item still stored is replaced, conditionally on its ETag."""
         for _ in range(_CREATE_ATTEMPTS):
             try:
-                return await container.create_item(body)
+                created: dict[str, Any] = await container.create_item(body, response_hook=meter.hook(_WRITES))
             except CosmosHttpResponseError as exc:
+                meter.count(_WRITES, exc.headers)
                 if exc.status_code != 409:
                     raise self._error("write", [key], exc) from exc
             except _NATIVE_ERRORS as exc:
                 raise self._error("write", [key], exc) from exc
-            rows = await self._call(
-                "write",
-                [key],
-                _collect(
-                    container.query_items(
-                        _READ_QUERY,
-                        parameters=[{"name": "@ids", "value": [body["id"]]}],
-                        partition_key=body["id"],
-                    )
-                ),
-            )
-            if not rows:
-                continue  # deleted since the create was refused: try again
-            parsed = self._parse(key, rows[0])
-            if parsed is None or _live(parsed[1], self._clock()):
+            else:
+                return created
+            row = await self._read_one(container, key, body["id"], meter)
+            if row is None:
+                continue  # deleted (or expired by Cosmos DB) since the create was refused: try again
+            _, expires_at, etag = self._parse(key, row)
+            if _live(expires_at, self._clock()):
                 raise _Failed(key)
-            return await self._replace(container, key, body, parsed[2])
+            return await self._replace(container, key, body, etag, meter)
         raise _Failed(key)
 
     async def _replace(
-        self, container: ContainerProxy, key: str, body: dict[str, Any], etag: str
+        self, container: ContainerProxy, key: str, body: dict[str, Any], etag: str, meter: Meter
     ) -> dict[str, Any]:
         try:
             saved: dict[str, Any] = await container.replace_item(
-                body["id"], body, etag=etag, match_condition=MatchConditions.IfNotModified
+                body["id"],
+                body,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+                response_hook=meter.hook(_WRITES),
             )
         except CosmosHttpResponseError as exc:
-            if exc.status_code in (404, 412):
+            meter.count(_WRITES, exc.headers)
+            if exc.status_code == 412 or _item_missing(exc):
                 raise _Failed(key) from exc
             raise self._error("write", [key], exc) from exc
         except _NATIVE_ERRORS as exc:
             raise self._error("write", [key], exc) from exc
         return saved
 
-    async def _delete_one(self, container: ContainerProxy, key: str) -> None:
-        name = item_id(key)
+    async def _delete_one(self, container: ContainerProxy, key: str, name: str, meter: Meter) -> None:
         try:
-            await container.delete_item(name, partition_key=name)
+            await container.delete_item(name, partition_key=name, response_hook=meter.hook(_WRITES))
         except CosmosHttpResponseError as exc:
-            if exc.status_code != 404:
+            meter.count(_WRITES, exc.headers)
+            if not _item_missing(exc):
                 raise self._error("delete", [key], exc) from exc
         except _NATIVE_ERRORS as exc:
             raise self._error("delete", [key], exc) from exc
 
-    def _parse(self, key: str, row: dict[str, Any]) -> tuple[bytes, float | None, str] | None:
+    def _parse(self, key: str, row: dict[str, Any]) -> tuple[bytes, float | None, str]:
         """(value, expires_at, Cosmos ETag) of one of our items; CorruptDocumentError otherwise."""
         stored_key = row.get("key")
         if stored_key != key:
@@ -407,7 +477,7 @@ class CosmosStorage(Storage):
             raw = value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise CorruptDocumentError(key, "the item's 'value' is not valid Unicode", self._where) from exc
-        return raw, expires_at, etag
+        return raw, None if expires_at is None else float(expires_at), etag
 
     def _etag_of(self, key: str, saved: object) -> str:
         etag = saved.get("_etag") if isinstance(saved, dict) else None
@@ -419,6 +489,7 @@ class CosmosStorage(Storage):
         if isinstance(exc, StorageError):
             return exc
         status = getattr(exc, "status_code", None)
+        what = f"{action} {_shown(keys)}" if keys else action
         if isinstance(
             exc, ServiceRequestError | ServiceResponseError | aiohttp.ClientError | TimeoutError | OSError
         ) or (status in _UNAVAILABLE_STATUS):
@@ -429,20 +500,20 @@ class CosmosStorage(Storage):
                 else ""
             )
             return StorageUnavailableError(
-                f"Cosmos DB ({self._where}) failed to {action} {_shown(keys)}: {type(exc).__name__}"
+                f"Cosmos DB ({self._where}) failed to {what}: {type(exc).__name__}"
                 f"{f' {status}' if status else ''}: {_text(exc)}.{outcome}"
             )
         if status == 404:
-            # only a missing database or container answers a query, create or upsert with 404: set it
-            # up again (creating it, if allowed) on the next call instead of failing forever
+            # a 404 that is not a missing item is a missing database or container: set it up again
+            # (creating it, if allowed) on the next call instead of failing forever
             self._ready = None
             return StorageError(
-                f"Cosmos DB ({self._where}) could not {action} {_shown(keys)}: the database or container is "
+                f"Cosmos DB ({self._where}) could not {what}: the database or container is "
                 f"gone ({type(exc).__name__} 404). The next call sets it up again"
                 f"{' (creating it)' if self._create_if_missing else ''}."
             )
         return StorageError(
-            f"Cosmos DB ({self._where}) refused to {action} {_shown(keys)}: {type(exc).__name__}"
+            f"Cosmos DB ({self._where}) refused to {what}: {type(exc).__name__}"
             f"{f' {status}' if status else ''}: {_text(exc)}"
         )
 
@@ -462,13 +533,23 @@ def _body(key: str, item: WriteItem, now: float) -> dict[str, Any]:
     expires_at: float | None = None
     ttl = -1
     if item.ttl is not None:
-        if not math.isfinite(item.ttl) or item.ttl > _MAX_TTL_SECONDS:
+        if not math.isfinite(item.ttl) or math.ceil(item.ttl) + 1 > _MAX_TTL_SECONDS:
             raise InvalidItemError(
                 key, f"ttl {item.ttl!r} is too large for Cosmos DB; omit it to never expire"
             )
-        expires_at = now + item.ttl
-        ttl = max(1, math.ceil(item.ttl))
+        expires_at = float(now + item.ttl)
+        # Cosmos DB counts ttl from the item's _ts, the write time rounded down to the second: one second
+        # more keeps it from deleting the item before expires_at.
+        ttl = math.ceil(item.ttl) + 1
     return {"id": item_id(key), "key": key, "value": text, "expires_at": expires_at, "ttl": ttl}
+
+
+def _item_missing(exc: CosmosHttpResponseError) -> bool:
+    """A 404 about the item itself, not about its database or container (sub-status 1003)."""
+    if exc.status_code != 404 or exc.sub_status == _OWNER_RESOURCE_NOT_FOUND:
+        return False
+    request = getattr(exc.response, "request", None)
+    return "/docs/" in str(getattr(request, "url", "/docs/"))
 
 
 def _live(expires_at: float | None, now: float) -> bool:
@@ -492,10 +573,6 @@ def _split_etag(public: str) -> tuple[str, float | None]:
         return etag, float(expiry)
     except ValueError:
         return public, None
-
-
-async def _collect(pages: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [row async for row in pages]
 
 
 def _database_of(container: ContainerProxy) -> str:
