@@ -103,3 +103,8 @@ def test_ids_that_no_key_encodes_to_are_refused(bad: str) -> None:
 def test_key_that_is_not_utf8_is_refused() -> None:
     with pytest.raises(InvalidKeyError, match="UTF-8"):
         item_id("lone-\udc80-surrogate")
+
+
+@pytest.mark.parametrize("key", [".", ".."])
+def test_ids_that_a_url_would_read_as_a_relative_path_are_escaped(key: str) -> None:
+    assert item_id(key) not in (".", "..") and key_of(item_id(key)) == key
