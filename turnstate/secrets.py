@@ -1,9 +1,10 @@
 """The secrets guard: refuse to store values that look like credentials.
 
 State outlives the token it would hold and is read by more code than the token's audience, so bearer
-tokens, JWTs and API keys do not belong there: store a reference (a Key Vault secret name) or get the
-token from the token service when it is needed. :func:`find_secret` spots the common shapes; it is
-tuned to let ordinary text through, and it is cheap for short strings.
+tokens, JWTs, API keys, passwords, account keys and shared access signatures do not belong there: store a
+reference (a Key Vault secret name) or get the token from the token service when it is needed.
+:func:`find_secret` spots the common shapes; it is tuned to let ordinary text through, and it is cheap for
+short strings.
 """
 
 from __future__ import annotations
@@ -38,8 +39,14 @@ _GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ..
     ),
     (
         "_",
-        re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_pat_)|(?<=k_live_)|(?<=k_test_))"),
+        re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_pat_)|(?<=k_live_)|(?<=k_test_)|(?<=[Aa][Ww][Ss]_))"),
         (
+            (
+                re.compile(
+                    r"(?i:aws_secret_access_key)[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+                ),
+                "an AWS secret access key",
+            ),
             (re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), "a GitHub token ('ghp_...')"),
             (re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), "a GitHub token ('github_pat_...')"),
             (re.compile(r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"), "a Stripe secret key ('sk_live_...')"),
@@ -47,10 +54,21 @@ _GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ..
     ),
     (
         "=",
-        re.compile(r"=(?:(?<=AccountKey=)|(?<=SharedAccessKey=))"),
+        re.compile(
+            r"=(?:(?<=AccountKey=)|(?<=SharedAccessKey=)|(?<=SharedAccessSignature=)"
+            r"|(?<=[Pp]assword=)|(?<=PASSWORD=)|(?<=[Pp]wd=)|(?<=PWD=))"
+        ),
         (
             (re.compile(r"AccountKey=[A-Za-z0-9+/]{40,}"), "an Azure storage account key"),
             (re.compile(r"SharedAccessKey=[A-Za-z0-9+/]{30,}"), "an Azure shared access key"),
+            (
+                re.compile(r"SharedAccessSignature=\S{20,}"),
+                "an Azure shared access signature ('SharedAccessSignature=...')",
+            ),
+            (
+                re.compile(r"(?<=;)\s*(?:[Pp]assword|PASSWORD|[Pp]wd|PWD)=[^;\s]{4,}"),
+                "a password in a connection string ('...;Password=...')",
+            ),
         ),
     ),
     (
@@ -68,12 +86,27 @@ _GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ..
 _SK = re.compile(r"sk-(?:[a-z]{2,8}-)?[A-Za-z0-9_-]{20,}")
 _BEARER = re.compile(r"[Bb]earer\s+([A-Za-z0-9._~+/-]{16,}=*)")
 _JWT = re.compile(r"eyJ([A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# HTTP Basic credentials: base64 of "user:password"
+_BASIC = re.compile(r"[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])")
+# a shared access signature in a URL or query string (SAS): the signature is URL-encoded base64
+_SAS = re.compile(r"(?<![A-Za-z0-9_])sig=((?:[A-Za-z0-9+/_-]|%2[BbFf]){16,}(?:=|%3[Dd]){0,2})")
+# 64 bytes of base64, the form of Azure storage and Cosmos DB account keys; not inside a longer run
+_ACCOUNT_KEY = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])")
+# a password in a URL's user information (https://user:password@host, redis://:password@host)
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:[^/\s:@?#]{3,}@[A-Za-z0-9[]")
+# Azure storage's Shared Key authorization: "SharedKey account:base64 signature"
+_SHARED_KEY = re.compile(r"SharedKey(?:Lite)?\s+[A-Za-z0-9-]+:[A-Za-z0-9+/]{40,}=*")
 
 _DIGIT = re.compile(r"[0-9]")
 
 _JWT_NAME = "a JWT (three base64url segments with a JSON header)"
 _BEARER_NAME = "a bearer token ('Bearer ...')"
 _SK_NAME = "an API secret key ('sk-...')"
+_BASIC_NAME = "HTTP Basic credentials ('Basic <base64 of user:password>')"
+_SAS_NAME = "a shared access signature ('sig=...' of a SAS URL or token)"
+_ACCOUNT_KEY_NAME = "an Azure storage or Cosmos DB account key (88 base64 characters ending in '==')"
+_URL_PASSWORD_NAME = "a password in a URL ('scheme://user:password@host')"
+_SHARED_KEY_NAME = "an Azure Shared Key signature ('SharedKey account:...')"
 
 
 def _random_looking(token: str) -> bool:
@@ -97,6 +130,16 @@ def _jwt_header(segment: str) -> bool:
     return type(header) is dict and ("alg" in header or "typ" in header or "enc" in header)
 
 
+def _basic_credentials(token: str) -> bool:
+    """True if ``token`` is base64 of printable ``user:password`` text."""
+    try:
+        raw = binascii.a2b_base64(token, strict_mode=True)
+    except binascii.Error:
+        return False
+    _, colon, password = raw.partition(b":")
+    return bool(colon and password) and all(32 <= byte < 127 for byte in raw)
+
+
 def _matches(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
     """Matches of ``pattern`` that start a word (not preceded by a letter or digit)."""
     for match in pattern.finditer(text):
@@ -118,6 +161,25 @@ def _check_string(text: str) -> str | None:
         for match in _matches(_SK, text):
             if _random_looking(match.group(0)[3:]):
                 return _SK_NAME
+    if "asic" in text:
+        for match in _matches(_BASIC, text):
+            if _basic_credentials(match.group(1)):
+                return _BASIC_NAME
+    if "@" in text and "://" in text and _URL_PASSWORD.search(text) is not None:
+        return _URL_PASSWORD_NAME
+    if "=" in text:  # the rest all hold one
+        if "sig=" in text:
+            for match in _SAS.finditer(text):
+                if _random_looking(match.group(1)):
+                    return _SAS_NAME
+        if len(text) >= 88 and "==" in text:
+            for match in _ACCOUNT_KEY.finditer(text):
+                # a data URI's payload may have the same length; it says what it is
+                if _random_looking(match.group(0)) and not text.endswith("base64,", 0, match.start()):
+                    return _ACCOUNT_KEY_NAME
+        # a Shared Key signature is base64 of 32 bytes, so it ends in '='
+        if "SharedKey" in text and _SHARED_KEY.search(text) is not None:
+            return _SHARED_KEY_NAME
     for char, gate, shapes in _GROUPS:
         if char in text and gate.search(text) is not None:
             for pattern, name in shapes:
