@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -23,18 +23,54 @@ MIN_LENGTH = 20
 
 # Cost model: looking for one character is a memchr (a fraction of a nanosecond per character); a
 # substring or regex scan is about a nanosecond per character. So each group of shapes is gated first by
-# one character all of them contain, then by one regex that starts with that character and looks around
-# it for the shapes' prefixes; only when both pass are the group's shapes matched in full. Shapes start
-# with a literal too; the word boundary before a match is checked in code.
-_GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ...]], ...] = (
+# one character all of them contain, then by one regex that looks around it for the shapes' prefixes; only
+# when both pass are the group's shapes matched in full. Shapes start with a literal too; the word boundary
+# before a match is checked in code, and a shape may take a closer look at its match before it counts.
+
+
+def _random_looking(token: str) -> bool:
+    """True if the token mixes at least two of lowercase, uppercase and digits, as generated ones do."""
+    lower = token.upper() != token
+    upper = token.lower() != token
+    digit = _DIGIT.search(token) is not None
+    return lower + upper + digit >= 2
+
+
+def _random_after_prefix(match: re.Match[str]) -> bool:
+    return _random_looking(match.group(0)[3:])
+
+
+def _random_signature(match: re.Match[str]) -> bool:
+    return _random_looking(match.group(1))
+
+
+def _account_key(match: re.Match[str]) -> bool:
+    # a data URI's payload may have the same length; it says what it is
+    return _random_looking(match.group(0)) and not match.string.endswith("base64,", 0, match.start())
+
+
+_Shape = tuple[re.Pattern[str], str, Callable[[re.Match[str]], bool] | None]
+
+_DIGIT = re.compile(r"[0-9]")
+
+_GROUPS: tuple[tuple[str, re.Pattern[str], tuple[_Shape, ...]], ...] = (
     (
         "-",
-        re.compile(r"-(?:(?<=xox[abposr]-)|(?<=xapp-)|(?<=glpat-)|(?=BEGIN ))"),
+        re.compile(r"-(?:(?<=xox[abposr]-)|(?<=xapp-)|(?<=glpat-)|(?<=sk-)|(?=BEGIN ))"),
         (
-            (re.compile(r"xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}"), "a Slack token ('xoxb-...')"),
-            (re.compile(r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{16,}"), "a Slack app token ('xapp-...')"),
-            (re.compile(r"glpat-[A-Za-z0-9_-]{20,}"), "a GitLab token ('glpat-...')"),
-            (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a PEM private key"),
+            (re.compile(r"xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}"), "a Slack token ('xoxb-...')", None),
+            (
+                re.compile(r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{16,}"),
+                "a Slack app token ('xapp-...')",
+                None,
+            ),
+            (re.compile(r"glpat-[A-Za-z0-9_-]{20,}"), "a GitLab token ('glpat-...')", None),
+            (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a PEM private key", None),
+            (
+                re.compile(r"sk-(?:[a-z]{2,8}-)?[A-Za-z0-9_-]{20,}"),
+                "an API secret key ('sk-...')",
+                _random_after_prefix,
+            ),
         ),
     ),
     (
@@ -46,28 +82,53 @@ _GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ..
                     r"(?i:aws_secret_access_key)[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
                 ),
                 "an AWS secret access key",
+                None,
             ),
-            (re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), "a GitHub token ('ghp_...')"),
-            (re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), "a GitHub token ('github_pat_...')"),
-            (re.compile(r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"), "a Stripe secret key ('sk_live_...')"),
+            (re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), "a GitHub token ('ghp_...')", None),
+            (re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), "a GitHub token ('github_pat_...')", None),
+            (
+                re.compile(r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+                "a Stripe secret key ('sk_live_...')",
+                None,
+            ),
         ),
     ),
     (
         "=",
         re.compile(
-            r"=(?:(?<=AccountKey=)|(?<=SharedAccessKey=)|(?<=SharedAccessSignature=)"
-            r"|(?<=[Pp]assword=)|(?<=PASSWORD=)|(?<=[Pp]wd=)|(?<=PWD=))"
+            r"=(?:(?<=AccountKey=)|(?<=SharedAccessKey=)|(?<=SharedAccessSignature=)|(?<=sig=)|(?<===)"
+            r"|(?<=[Pp]assword=)|(?<=PASSWORD=)|(?<=[Pp]wd=)|(?<=PWD=))|SharedKey"
         ),
         (
-            (re.compile(r"AccountKey=[A-Za-z0-9+/]{40,}"), "an Azure storage account key"),
-            (re.compile(r"SharedAccessKey=[A-Za-z0-9+/]{30,}"), "an Azure shared access key"),
+            (re.compile(r"AccountKey=[A-Za-z0-9+/]{40,}"), "an Azure storage account key", None),
+            (re.compile(r"SharedAccessKey=[A-Za-z0-9+/]{30,}"), "an Azure shared access key", None),
+            # in a URL or query string; the signature is URL-encoded base64
+            (
+                re.compile(r"sig=((?:[A-Za-z0-9+/_-]|%2[BbFf]){16,}(?:=|%3[Dd]){0,2})"),
+                "a shared access signature ('sig=...' of a SAS URL or token)",
+                _random_signature,
+            ),
             (
                 re.compile(r"SharedAccessSignature=\S{20,}"),
                 "an Azure shared access signature ('SharedAccessSignature=...')",
+                None,
+            ),
+            # 64 bytes of base64, not inside a longer run: the form of storage and Cosmos DB account keys
+            (
+                re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+                "an Azure storage or Cosmos DB account key (88 base64 characters ending in '==')",
+                _account_key,
             ),
             (
                 re.compile(r"(?<=;)\s*(?:[Pp]assword|PASSWORD|[Pp]wd|PWD)=[^;\s]{4,}"),
                 "a password in a connection string ('...;Password=...')",
+                None,
+            ),
+            # Azure storage's Shared Key authorization: base64 of 32 bytes, so it ends in '='
+            (
+                re.compile(r"SharedKey(?:Lite)? +[A-Za-z0-9-]+:[A-Za-z0-9+/]{40,}="),
+                "an Azure Shared Key signature ('SharedKey account:...')",
+                None,
             ),
         ),
     ),
@@ -75,46 +136,25 @@ _GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ..
         "A",
         re.compile(r"A(?:KIA|SIA|Iza)"),
         (
-            (re.compile(r"AKIA[A-Z0-9]{16}\b"), "an AWS access key id ('AKIA...')"),
-            (re.compile(r"ASIA[A-Z0-9]{16}\b"), "an AWS temporary access key id ('ASIA...')"),
-            (re.compile(r"AIza[A-Za-z0-9_-]{35}"), "a Google API key ('AIza...')"),
+            (re.compile(r"AKIA[A-Z0-9]{16}\b"), "an AWS access key id ('AKIA...')", None),
+            (re.compile(r"ASIA[A-Z0-9]{16}\b"), "an AWS temporary access key id ('ASIA...')", None),
+            (re.compile(r"AIza[A-Za-z0-9_-]{35}"), "a Google API key ('AIza...')", None),
         ),
     ),
 )
 
 # Shapes that need a closer look at the match before they count.
-_SK = re.compile(r"sk-(?:[a-z]{2,8}-)?[A-Za-z0-9_-]{20,}")
 _BEARER = re.compile(r"[Bb]earer\s+([A-Za-z0-9._~+/-]{16,}=*)")
 _JWT = re.compile(r"eyJ([A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-# HTTP Basic credentials: base64 of "user:password"
-_BASIC = re.compile(r"[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])")
-# a shared access signature in a URL or query string (SAS): the signature is URL-encoded base64
-_SAS = re.compile(r"(?<![A-Za-z0-9_])sig=((?:[A-Za-z0-9+/_-]|%2[BbFf]){16,}(?:=|%3[Dd]){0,2})")
-# 64 bytes of base64, the form of Azure storage and Cosmos DB account keys; not inside a longer run
-_ACCOUNT_KEY = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])")
+# HTTP Basic credentials, base64 of "user:password" after one or more spaces (RFC 7235)
+_BASIC = re.compile(r"[Bb]asic +([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])")
 # a password in a URL's user information (https://user:password@host, redis://:password@host)
 _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:[^/\s:@?#]{3,}@[A-Za-z0-9[]")
-# Azure storage's Shared Key authorization: "SharedKey account:base64 signature"
-_SHARED_KEY = re.compile(r"SharedKey(?:Lite)?\s+[A-Za-z0-9-]+:[A-Za-z0-9+/]{40,}=*")
-
-_DIGIT = re.compile(r"[0-9]")
 
 _JWT_NAME = "a JWT (three base64url segments with a JSON header)"
 _BEARER_NAME = "a bearer token ('Bearer ...')"
-_SK_NAME = "an API secret key ('sk-...')"
 _BASIC_NAME = "HTTP Basic credentials ('Basic <base64 of user:password>')"
-_SAS_NAME = "a shared access signature ('sig=...' of a SAS URL or token)"
-_ACCOUNT_KEY_NAME = "an Azure storage or Cosmos DB account key (88 base64 characters ending in '==')"
 _URL_PASSWORD_NAME = "a password in a URL ('scheme://user:password@host')"
-_SHARED_KEY_NAME = "an Azure Shared Key signature ('SharedKey account:...')"
-
-
-def _random_looking(token: str) -> bool:
-    """True if the token mixes at least two of lowercase, uppercase and digits, as generated ones do."""
-    lower = token.upper() != token
-    upper = token.lower() != token
-    digit = _DIGIT.search(token) is not None
-    return lower + upper + digit >= 2
 
 
 def _jwt_header(segment: str) -> bool:
@@ -157,34 +197,18 @@ def _check_string(text: str) -> str | None:
         for match in _matches(_BEARER, text):
             if _random_looking(match.group(1)):
                 return _BEARER_NAME
-    if "-" in text and "sk-" in text:
-        for match in _matches(_SK, text):
-            if _random_looking(match.group(0)[3:]):
-                return _SK_NAME
-    if "asic" in text:
+    if " " in text and "asic" in text:
         for match in _matches(_BASIC, text):
             if _basic_credentials(match.group(1)):
                 return _BASIC_NAME
-    if "@" in text and "://" in text and _URL_PASSWORD.search(text) is not None:
+    if ":" in text and "@" in text and "://" in text and _URL_PASSWORD.search(text) is not None:
         return _URL_PASSWORD_NAME
-    if "=" in text:  # the rest all hold one
-        if "sig=" in text:
-            for match in _SAS.finditer(text):
-                if _random_looking(match.group(1)):
-                    return _SAS_NAME
-        if len(text) >= 88 and "==" in text:
-            for match in _ACCOUNT_KEY.finditer(text):
-                # a data URI's payload may have the same length; it says what it is
-                if _random_looking(match.group(0)) and not text.endswith("base64,", 0, match.start()):
-                    return _ACCOUNT_KEY_NAME
-        # a Shared Key signature is base64 of 32 bytes, so it ends in '='
-        if "SharedKey" in text and _SHARED_KEY.search(text) is not None:
-            return _SHARED_KEY_NAME
     for char, gate, shapes in _GROUPS:
         if char in text and gate.search(text) is not None:
-            for pattern, name in shapes:
-                if next(_matches(pattern, text), None) is not None:
-                    return name
+            for pattern, name, closer in shapes:
+                for match in _matches(pattern, text):
+                    if closer is None or closer(match):
+                        return name
     return None
 
 
