@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, is_envelope
+from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, Sealed, is_envelope
 from turnstate.errors import (
     DecryptionError,
     EncryptionError,
@@ -416,6 +416,10 @@ def test_a_value_that_is_not_an_object_along_a_declared_path_is_encrypted_whole(
     assert enc.needs_reencrypt("conversation", out) is False
     assert REDACTED.encode() in msgspec.json.encode(enc.redact("conversation", data))
     assert enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(out)) == data
+    # read and written back unchanged, it keeps its envelope (so an unchanged document is not rewritten)
+    sealed_record: Sealed = {}
+    loaded = enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(out), sealed_record)
+    assert enc.encrypt_data("conversation", "conversation/c", loaded, sealed_record) == out
     # the envelope is bound to that level's path: moved one level down, it fails
     if len(sealed) == 2:
         moved = {sealed[0]: {"other": held}}
