@@ -2,6 +2,9 @@
 
     python samples/incident_bot.py            # runs the scripted scenario below against FileStorage
 
+The reporter's details are encrypted with the key in INCIDENT_BOT_KEY (base64 of 32 bytes). Without it,
+the run makes a random key of its own and says so: what it stores cannot be read by any other run.
+
 What it shows:
 - an ``incident`` scope keyed by the incident id, shared by every conversation that talks about it;
 - two responders acting on one incident at the same moment: different fields both land, notes from both
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import json
 import os
 import tempfile
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from turnstate import Activity, KeyRing, MergeConflictError, Scope
+from turnstate.errors import EncryptionError
 from turnstate.runtime import Bot, TurnContext
 from turnstate.storage.file import FileStorage
 
@@ -97,16 +102,37 @@ def activity(activity_id: str, who: str, **value: Any) -> Activity:
     )
 
 
+def load_keys() -> KeyRing:
+    """The key in INCIDENT_BOT_KEY, or else a random one made for this run only (never a fixed one)."""
+    given = os.environ.get("INCIDENT_BOT_KEY")
+    if given:
+        try:
+            return KeyRing({"k1": base64.b64decode(given, validate=True)})
+        except (binascii.Error, ValueError) as exc:
+            raise SystemExit(
+                "INCIDENT_BOT_KEY must be base64 of 32 random bytes, for example the output of "
+                "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
+            ) from exc
+    kid = f"run-{os.urandom(4).hex()}"
+    print(
+        f"INCIDENT_BOT_KEY is not set: encrypting with a random key made for this run only (key id {kid!r}); "
+        "what this run stores cannot be read by another run. Set INCIDENT_BOT_KEY to keep a key."
+    )
+    return KeyRing({kid: os.urandom(32)})
+
+
 async def say(bot: Bot, act: Activity) -> None:
     try:
         for reply in await bot.process(act):
             print(f"  bot> {reply['text']}")
     except MergeConflictError as exc:
         print(f"  bot> conflict: {', '.join(exc.paths)} was changed by someone else at the same time")
+    except EncryptionError as exc:  # the message names the document and field, never their contents
+        print(f"  bot> cannot read the state: {exc}")
 
 
 async def scenario(directory: Path) -> None:
-    keys = KeyRing({"k1": base64.b64decode(os.environ.get("INCIDENT_BOT_KEY", base64.b64encode(bytes(32))))})
+    keys = load_keys()
     # two bot instances (as after a scale-out) sharing one state directory
     async with FileStorage(directory) as storage_a, FileStorage(directory) as storage_b:
         a, b = build_bot(storage_a, keys), build_bot(storage_b, keys)

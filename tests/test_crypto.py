@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, is_envelope
+from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, Sealed, is_envelope
 from turnstate.errors import (
     DecryptionError,
     EncryptionError,
@@ -370,11 +370,135 @@ def test_escaped_dot_addresses_a_field_name_with_a_dot() -> None:
     assert is_envelope(out["a.b"]) and out["a"] == {"b": "plain"}
 
 
-def test_values_that_are_not_objects_are_not_walked_into() -> None:
-    enc = FieldEncryption(["user.profile.email"], ring1())
-    for data in ({"profile": "text"}, {"profile": ["email"]}, {"profile": None}, {}):
-        assert enc.encrypt_data("user", "user/u", data) == data
-        assert enc.decrypt_data("user", "user/u", copy.deepcopy(data)) == data
+ALONG = "Zoe Example, +1-555-0100"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "data", "sealed"),
+    [
+        ("conversation.incident.reporter.*", {"incident": {"reporter": ALONG}}, ("incident", "reporter")),
+        ("conversation.incident.reporter.*", {"incident": {"reporter": [ALONG]}}, ("incident", "reporter")),
+        ("conversation.incident.reporter.*", {"incident": {"reporter": 15550100}}, ("incident", "reporter")),
+        ("conversation.incident.reporter.*", {"incident": {"reporter": 1.5}}, ("incident", "reporter")),
+        ("conversation.incident.reporter.*", {"incident": {"reporter": True}}, ("incident", "reporter")),
+        ("conversation.incident.reporter.*", {"incident": ALONG}, ("incident",)),
+        ("conversation.incident.reporter.*", {"incident": [{"reporter": ALONG}]}, ("incident",)),
+        ("conversation.profile.email", {"profile": ALONG}, ("profile",)),
+        ("conversation.profile.email", {"profile": [{"email": ALONG}]}, ("profile",)),
+        ("conversation.a.*.c", {"a": {"x": [{"c": ALONG}], "y": {"c": 1, "d": 2}}}, ("a", "x")),
+        ("conversation.a.*.c", {"a": {"x": ALONG}}, ("a", "x")),
+        ("conversation.a.*.c", {"a": ALONG}, ("a",)),
+        # an object that looks like an envelope is sealed whole too, so it reads back as itself
+        (
+            "conversation.incident.reporter.*",
+            {"incident": {"reporter": {"$enc": ALONG}}},
+            ("incident", "reporter"),
+        ),
+        (
+            "conversation.incident.reporter.c",
+            {"incident": {"reporter": {"$enc": "v1.k1.x"}}},
+            ("incident", "reporter"),
+        ),
+    ],
+)
+def test_a_value_that_is_not_an_object_along_a_declared_path_is_encrypted_whole(
+    pattern: str, data: dict[str, Any], sealed: tuple[str, ...]
+) -> None:
+    """Where a declared path goes through an object and finds another value, that value is one envelope
+    for its own path, and it decrypts back to itself."""
+    enc = FieldEncryption([pattern], ring1())
+    out = enc.encrypt_data("conversation", "conversation/c", data)
+    assert ALONG.encode() not in msgspec.json.encode(out) and b"15550100" not in msgspec.json.encode(out)
+    held: Any = out
+    for name in sealed:
+        held = held[name]
+    assert is_envelope(held)
+    assert enc.needs_reencrypt("conversation", out) is False
+    assert REDACTED.encode() in msgspec.json.encode(enc.redact("conversation", data))
+    assert enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(out)) == data
+    # read and written back unchanged, it keeps its envelope (so an unchanged document is not rewritten)
+    sealed_record: Sealed = {}
+    loaded = enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(out), sealed_record)
+    assert enc.encrypt_data("conversation", "conversation/c", loaded, sealed_record) == out
+    # the envelope is bound to that level's path: moved one level down, it fails
+    if len(sealed) == 2:
+        moved = {sealed[0]: {"other": held}}
+        other = FieldEncryption([f"conversation.{sealed[0]}.*.x"], ring1())
+        with pytest.raises(DecryptionError, match="authentication failed"):
+            other.decrypt_data("conversation", "conversation/c", moved)
+
+
+def test_null_and_absent_along_a_declared_path_stay_as_they_are() -> None:
+    enc = FieldEncryption(["conversation.incident.reporter.*", "conversation.a.*.c"], ring1())
+    for data in (
+        {"incident": {"reporter": None}},
+        {"incident": None},
+        {"a": {"x": None}},
+        {},
+        {"incident": {}},
+    ):
+        assert enc.encrypt_data("conversation", "conversation/c", data) == data
+        assert enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("stored", "where"),
+    [
+        ({"incident": {"reporter": ALONG}}, "conversation.incident.reporter"),
+        ({"incident": {"reporter": [ALONG]}}, "conversation.incident.reporter"),
+        ({"incident": {"reporter": 15550100}}, "conversation.incident.reporter"),
+        ({"incident": {"reporter": False}}, "conversation.incident.reporter"),
+        ({"incident": ALONG}, "conversation.incident"),
+        ({"incident": {"reporter": {"$enc": ALONG, "x": 1}}}, "conversation.incident.reporter.$enc"),
+        ({"a": {"x": [{"c": ALONG}]}}, "conversation.a.x"),
+    ],
+)
+def test_plaintext_along_a_declared_path_is_refused_at_load_unless_migrating(
+    stored: dict[str, Any], where: str
+) -> None:
+    paths = ["conversation.incident.reporter.*", "conversation.a.*.c"]
+    enc = FieldEncryption(paths, ring1())
+    assert enc.needs_reencrypt("conversation", stored)
+    with pytest.raises(PlaintextFieldError) as info:
+        enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(stored))
+    assert info.value.path == where and ALONG not in str(info.value) and "15550100" not in str(info.value)
+    migrating = FieldEncryption(paths, ring1(), allow_plaintext=True)
+    assert migrating.decrypt_data("conversation", "conversation/c", copy.deepcopy(stored)) == stored
+    sealed = migrating.encrypt_data("conversation", "conversation/c", stored)
+    assert ALONG.encode() not in msgspec.json.encode(sealed) and not enc.needs_reencrypt(
+        "conversation", sealed
+    )
+    assert enc.decrypt_data("conversation", "conversation/c", sealed) == stored
+
+
+def test_an_object_sealed_whole_reads_back_under_a_wildcard_and_is_then_sealed_per_field() -> None:
+    """Declaring ``a.b.*`` where ``a.b`` was declared: its envelope (same path) still reads back, and the
+    next write seals each field."""
+    data = {"incident": {"reporter": {"name": ALONG}}}
+    whole = FieldEncryption(["conversation.incident.reporter"], ring1())
+    stored = whole.encrypt_data("conversation", "conversation/c", data)
+    fields = FieldEncryption(["conversation.incident.reporter.*"], ring1())
+    assert fields.needs_reencrypt("conversation", stored) is False
+    assert fields.decrypt_data("conversation", "conversation/c", copy.deepcopy(stored)) == data
+    again = fields.encrypt_data("conversation", "conversation/c", data)
+    assert is_envelope(again["incident"]["reporter"]["name"])
+
+
+def test_the_decrypted_cache_never_serves_plaintext_along_a_declared_path() -> None:
+    """An instance that remembers the plaintext of an envelope sealing a level whole still refuses
+    plaintext found there, and does not hand the remembered value to another path or key."""
+    enc = FieldEncryption(["conversation.incident.reporter.*", "conversation.a.*.c"], ring1())
+    data = {"incident": {"reporter": ALONG}}
+    stored = enc.encrypt_data("conversation", "conversation/c", data)
+    assert enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(stored)) == data
+    assert enc.decrypt_data("conversation", "conversation/c", copy.deepcopy(stored)) == data  # remembered
+    with pytest.raises(PlaintextFieldError):
+        enc.decrypt_data("conversation", "conversation/c", {"incident": {"reporter": ALONG}})
+    with pytest.raises(DecryptionError):
+        enc.decrypt_data("conversation", "conversation/other", copy.deepcopy(stored))
+    envelope = stored["incident"]["reporter"]
+    with pytest.raises(DecryptionError):
+        enc.decrypt_data("conversation", "conversation/c", {"a": {"incident": envelope}})
 
 
 @pytest.mark.parametrize(
@@ -757,6 +881,20 @@ def _reference_covers(patterns: list[tuple[str, ...]], path: tuple[str, ...]) ->
     )
 
 
+def _reference_along(patterns: list[tuple[str, ...]], path: tuple[str, ...]) -> bool:
+    """Along: some pattern goes through ``path`` to a field below it."""
+    return any(
+        len(p) > len(path) and all(want in ("*", got) for want, got in zip(p, path, strict=False))
+        for p in patterns
+    )
+
+
+def _value_at(data: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        data = data[name]
+    return data
+
+
 def _tree(depth: int) -> st.SearchStrategy[Any]:
     leaf = st.integers(0, 9)
     if depth == 0:
@@ -787,12 +925,21 @@ def _present_paths(data: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]
     data=st.dictionaries(_SEGMENTS, _tree(3), max_size=3),
 )
 def test_matcher_agrees_with_the_rules(patterns: list[tuple[str, ...]], data: dict[str, Any]) -> None:
-    """covers() follows the pattern rules, and envelopes land on the outermost covered fields."""
+    """covers() follows the pattern rules, and envelopes land on the outermost covered fields and on the
+    values other than objects where a pattern goes through an object."""
     enc = FieldEncryption([".".join(("user", *p)) for p in patterns], ring1())
     present = _present_paths(data)
     for path in present:
         assert enc.covers("user", path) == _reference_covers(patterns, path), path
-    outermost = {p for p in present if enc.covers("user", p) and not enc.covers("user", p[:-1])}
+    outermost = {
+        p
+        for p in present
+        if not any(_reference_covers(patterns, p[:i]) for i in range(1, len(p)))
+        and (
+            _reference_covers(patterns, p)
+            or (_reference_along(patterns, p) and type(_value_at(data, p)) is not dict)
+        )
+    }
     stored = enc.encrypt_data("user", "user/u", data)
     assert _envelope_paths(stored) == outermost
     assert enc.decrypt_data("user", "user/u", stored) == data

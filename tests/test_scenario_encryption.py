@@ -312,3 +312,49 @@ async def test_managers_that_keep_documents_decrypted_see_each_others_writes(bac
             assert state.user.get("visits") == visits
     for value in (await raw_documents(backend)).values():
         assert b"new.address" not in value and EMAIL.encode() not in value
+
+
+ALONG = "Zoe Example, +1-555-0100"
+
+
+async def test_a_value_that_is_not_an_object_along_a_declared_path_is_never_stored_in_plaintext(
+    backend: Backend,
+) -> None:
+    """``conversation.incident.reporter.*`` declared: a reporter set to a string, list, number or bool is
+    stored as one envelope and read back, in this manager (which keeps what it wrote decrypted) and a new
+    one; plaintext written there by anything else is refused."""
+    keys = ring("k1")
+    bot = manager(backend, keys)
+    cold = manager(backend, keys, decrypted_cache=0)  # keeps documents in their stored form
+    values = (ALONG, [ALONG, "+1-555-0199"], 15550100, True, {"name": ALONG}, "Zoe Example again")
+    for value, writer in zip(values, (bot, cold) * 3, strict=True):
+        async with writer.turn(message()) as state:
+            state.conversation.set("incident.reporter", value)
+            state.conversation.set("incident.title", "db down")
+        stored = await backend.raw_bytes()
+        for secret in (b"Zoe Example", b"555-0199", b"15550100"):
+            assert secret not in stored
+        assert b"db down" in stored
+        written = await raw_documents(backend)
+        for reader in (bot, cold, manager(backend, keys)):
+            for _ in range(2):  # the second load finds the document as this manager last saw it
+                async with reader.turn(message()) as state:
+                    assert state.conversation.get("incident.reporter") == value
+                    state.conversation.set("incident.reporter", value)  # the same value: nothing to write
+        assert await raw_documents(backend) == written
+    docs = await raw_documents(backend)
+    key = next(k for k in docs if k.startswith("conversation/"))
+    for plain in (ALONG, [ALONG], 15550100, False):
+        data = {"incident": {"title": "db down", "reporter": plain}}
+        await backend.open().write({key: WriteItem(document.encode(document.encode_data(data)))})
+        for reader in (bot, cold, manager(backend, keys)):
+            with pytest.raises(PlaintextFieldError) as info:
+                async with reader.turn(message()):
+                    pass
+            assert "conversation.incident.reporter" in str(info.value) and "Zoe" not in str(info.value)
+    async with manager(backend, keys, migrate_plaintext=True).turn(message()) as state:
+        assert state.conversation.get("incident.reporter") is False
+        state.conversation.set("incident.reporter", ALONG)
+    assert b"Zoe Example" not in await backend.raw_bytes()
+    async with bot.turn(message()) as state:
+        assert state.conversation.get("incident.reporter") == ALONG

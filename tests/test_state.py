@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import decimal
 import enum
@@ -79,7 +80,6 @@ async def test_get_absent_returns_none_or_default(manager: StateManager) -> None
         (uuid.UUID(int=5), uuid.UUID, uuid.UUID(int=5)),
         (decimal.Decimal("1.10"), decimal.Decimal, decimal.Decimal("1.10")),
         (Severity.HIGH, Severity, Severity.HIGH),
-        (b"\x00\x01", bytes, b"\x00\x01"),
         ({1, 2}, set[int], {1, 2}),
         ((1, "a"), tuple[int, str], (1, "a")),
     ],
@@ -137,6 +137,55 @@ async def test_unstorable_values_fail_at_set_naming_the_path(
     async with manager.turn(message()) as state:
         assert state.conversation.get("kept") == 1
     assert storage is manager.storage
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), [1.0, float("-inf")], {"a": {"b": float("nan")}}, (float("nan"),)]
+)
+async def test_a_non_finite_float_is_refused_in_one_sentence(manager: StateManager, value: Any) -> None:
+    async with manager.turn(message()) as state:
+        with pytest.raises(StateValueError) as info:
+            state.user.set("score", value)
+    text = str(info.value)
+    assert text.count("cannot store") == 1 and text.count("no JSON form") == 1, text
+    assert text.startswith("cannot store the value at 'user.score': ") and "store None or a string" in text
+
+
+BINARY = [b"\x00\xffraw", bytearray(b"raw"), memoryview(b"raw"), {"blob": b"raw"}, [1, (2, b"raw")]]
+
+
+@pytest.mark.parametrize("value", BINARY)
+async def test_bytes_are_refused_naming_the_path_and_how_to_store_them(
+    manager: StateManager, value: Any
+) -> None:
+    """Bytes are not turned into text behind the caller's back: set() and set_value() refuse them, and the
+    field keeps what it held."""
+    async with manager.turn(message()) as state:
+        state.user.set("avatar", "kept")
+    async with manager.turn(message()) as state:
+        for call, where in (
+            (lambda: state.user.set("avatar", value), "user.avatar"),
+            (lambda: state.set_value("user.avatar", value), "user.avatar"),
+            (lambda: state.set_value("user.images.avatar", value), "user.images.avatar"),
+        ):
+            with pytest.raises(StateValueError) as info:
+                call()
+            text = str(info.value)
+            assert info.value.path == where and text.startswith(f"cannot store the value at {where!r}: ")
+            assert "has no JSON form" in text and "base64.b64encode(data).decode('ascii')" in text
+            assert text.count("cannot store") == 1 and "raw" not in text
+        assert state.get_value("user.avatar") == "kept" and not state.has_value("user.images")
+    async with manager.turn(message()) as state:
+        assert state.get_value("user.avatar") == "kept"
+
+
+async def test_binary_data_stored_as_base64_text_reads_back_as_bytes(manager: StateManager) -> None:
+    data = bytes(range(256))
+    async with manager.turn(message()) as state:
+        state.user.set("avatar", base64.b64encode(data).decode("ascii"))
+    async with manager.turn(message()) as state:
+        assert state.user.get("avatar", bytes) == data
+        assert state.get_value("user.avatar", bytes) == data
 
 
 async def test_a_value_nested_past_the_recursion_limit_is_refused_naming_the_path(

@@ -15,6 +15,12 @@ A ``*`` segment matches exactly one field name at that level; a path that names 
 object as one envelope (that is how to encrypt a subtree; ``**`` is not supported, and a field literally
 named ``*`` cannot be declared). Segments address object members only, never list items.
 
+A declared path also guards the levels it goes through. Where it expects an object with fields (``a.b``
+for ``a.b.*``, ``a`` and ``a.x`` for ``a.*.c``) and finds any other value but null (a string, number,
+bool, list, or an object with a ``"$enc"`` member), that value is encrypted whole as one envelope for its
+own path, so nothing under a declared path is ever stored in plaintext, whatever its shape. At load an
+envelope there decrypts to that value, and plaintext there is refused like plaintext at a declared field.
+
 Everything fails closed: a bad tag, an unknown key id, a malformed envelope, or plaintext where a field is
 declared encrypted raises an :class:`~turnstate.errors.EncryptionError` naming the storage key and path.
 No message or repr carries a field value or key bytes.
@@ -201,12 +207,20 @@ def _plan(
             names.append((seg, (*path, seg)))
         else:
             value = data[seg]
-            if type(value) is dict:
+            if value.__class__ is dict and ENVELOPE_MARKER not in value:
                 sub = _plan(child, value, (*path, seg), groups)
                 if sub is not None:
                     if copy is None:
                         copy = dict(data)
                     copy[seg] = sub
+            elif value is not None:
+                # not an object where a declared path goes through one: sealed whole (see the module doc)
+                if copy is None:
+                    copy = dict(data)
+                if names is None:
+                    names = []
+                    groups.append((copy, names))
+                names.append((seg, (*path, seg)))
     return copy
 
 
@@ -227,8 +241,14 @@ def _visit(node: _Node, data: dict[str, Any], path: tuple[str, ...], groups: lis
             names.append((seg, (*path, seg)))
         else:
             value = data[seg]
-            if type(value) is dict:
+            if value.__class__ is dict and not is_envelope(value):
                 _visit(child, value, (*path, seg), groups)
+            elif value is not None:
+                # an envelope sealing a value that was not an object, or plaintext that must not be there
+                if names is None:
+                    names = []
+                    groups.append((data, names))
+                names.append((seg, (*path, seg)))
 
 
 class FieldEncryption:
@@ -237,6 +257,11 @@ class FieldEncryption:
     ``paths``: state paths with the scope first, ``*`` matching one field name. ``keys``: the ring.
     ``allow_plaintext``: migration mode, off by default; plaintext found at a declared path is then
     returned as is (and encrypted on the next write) instead of raising PlaintextFieldError.
+
+    A value other than an object or null where a declared path goes through an object (``a.b`` holding a
+    string, number, bool or list, with ``a.b.*`` declared) is encrypted whole, as one envelope for that
+    level's path, and read back from it; plaintext found there is refused like plaintext at a declared
+    field. So a declared path protects everything under it, whatever shape the data takes.
 
     Every encryption uses a fresh nonce, so encrypting equal data twice gives different bytes, unless the
     same ``sealed`` record is passed to :meth:`decrypt_data` and :meth:`encrypt_data`: unchanged fields
@@ -368,7 +393,8 @@ class FieldEncryption:
         return (node is not None and node.terminal), node
 
     def covers(self, scope: str, path: Sequence[str]) -> bool:
-        """True if the value at ``path`` (within ``scope``) is stored inside an envelope."""
+        """True if the value at ``path`` (within ``scope``) is stored inside an envelope whatever it is.
+        (A level a declared path goes through is too when it holds neither an object nor null.)"""
         return self._locate(scope, path)[0]
 
     def mask(self, scope: str, path: Sequence[str]) -> bool:

@@ -1,16 +1,17 @@
 """The secrets guard: refuse to store values that look like credentials.
 
 State outlives the token it would hold and is read by more code than the token's audience, so bearer
-tokens, JWTs and API keys do not belong there: store a reference (a Key Vault secret name) or get the
-token from the token service when it is needed. :func:`find_secret` spots the common shapes; it is
-tuned to let ordinary text through, and it is cheap for short strings.
+tokens, JWTs, API keys, passwords, account keys and shared access signatures do not belong there: store a
+reference (a Key Vault secret name) or get the token from the token service when it is needed.
+:func:`find_secret` spots the common shapes; it is tuned to let ordinary text through, and it is cheap for
+short strings.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -22,58 +23,9 @@ MIN_LENGTH = 20
 
 # Cost model: looking for one character is a memchr (a fraction of a nanosecond per character); a
 # substring or regex scan is about a nanosecond per character. So each group of shapes is gated first by
-# one character all of them contain, then by one regex that starts with that character and looks around
-# it for the shapes' prefixes; only when both pass are the group's shapes matched in full. Shapes start
-# with a literal too; the word boundary before a match is checked in code.
-_GROUPS: tuple[tuple[str, re.Pattern[str], tuple[tuple[re.Pattern[str], str], ...]], ...] = (
-    (
-        "-",
-        re.compile(r"-(?:(?<=xox[abposr]-)|(?<=xapp-)|(?<=glpat-)|(?=BEGIN ))"),
-        (
-            (re.compile(r"xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}"), "a Slack token ('xoxb-...')"),
-            (re.compile(r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{16,}"), "a Slack app token ('xapp-...')"),
-            (re.compile(r"glpat-[A-Za-z0-9_-]{20,}"), "a GitLab token ('glpat-...')"),
-            (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a PEM private key"),
-        ),
-    ),
-    (
-        "_",
-        re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_pat_)|(?<=k_live_)|(?<=k_test_))"),
-        (
-            (re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), "a GitHub token ('ghp_...')"),
-            (re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), "a GitHub token ('github_pat_...')"),
-            (re.compile(r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"), "a Stripe secret key ('sk_live_...')"),
-        ),
-    ),
-    (
-        "=",
-        re.compile(r"=(?:(?<=AccountKey=)|(?<=SharedAccessKey=))"),
-        (
-            (re.compile(r"AccountKey=[A-Za-z0-9+/]{40,}"), "an Azure storage account key"),
-            (re.compile(r"SharedAccessKey=[A-Za-z0-9+/]{30,}"), "an Azure shared access key"),
-        ),
-    ),
-    (
-        "A",
-        re.compile(r"A(?:KIA|SIA|Iza)"),
-        (
-            (re.compile(r"AKIA[A-Z0-9]{16}\b"), "an AWS access key id ('AKIA...')"),
-            (re.compile(r"ASIA[A-Z0-9]{16}\b"), "an AWS temporary access key id ('ASIA...')"),
-            (re.compile(r"AIza[A-Za-z0-9_-]{35}"), "a Google API key ('AIza...')"),
-        ),
-    ),
-)
-
-# Shapes that need a closer look at the match before they count.
-_SK = re.compile(r"sk-(?:[a-z]{2,8}-)?[A-Za-z0-9_-]{20,}")
-_BEARER = re.compile(r"[Bb]earer\s+([A-Za-z0-9._~+/-]{16,}=*)")
-_JWT = re.compile(r"eyJ([A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-
-_DIGIT = re.compile(r"[0-9]")
-
-_JWT_NAME = "a JWT (three base64url segments with a JSON header)"
-_BEARER_NAME = "a bearer token ('Bearer ...')"
-_SK_NAME = "an API secret key ('sk-...')"
+# one character all of them contain, then by one regex that looks around it for the shapes' prefixes; only
+# when both pass are the group's shapes matched in full. Shapes start with a literal too; the word boundary
+# before a match is checked in code, and a shape may take a closer look at its match before it counts.
 
 
 def _random_looking(token: str) -> bool:
@@ -82,6 +34,127 @@ def _random_looking(token: str) -> bool:
     upper = token.lower() != token
     digit = _DIGIT.search(token) is not None
     return lower + upper + digit >= 2
+
+
+def _random_after_prefix(match: re.Match[str]) -> bool:
+    return _random_looking(match.group(0)[3:])
+
+
+def _random_signature(match: re.Match[str]) -> bool:
+    return _random_looking(match.group(1))
+
+
+def _account_key(match: re.Match[str]) -> bool:
+    # a data URI's payload may have the same length; it says what it is
+    return _random_looking(match.group(0)) and not match.string.endswith("base64,", 0, match.start())
+
+
+_Shape = tuple[re.Pattern[str], str, Callable[[re.Match[str]], bool] | None]
+
+_DIGIT = re.compile(r"[0-9]")
+
+_GROUPS: tuple[tuple[str, re.Pattern[str], tuple[_Shape, ...]], ...] = (
+    (
+        "-",
+        re.compile(r"-(?:(?<=xox[abposr]-)|(?<=xapp-)|(?<=glpat-)|(?<=sk-)|(?=BEGIN ))"),
+        (
+            (re.compile(r"xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}"), "a Slack token ('xoxb-...')", None),
+            (
+                re.compile(r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{16,}"),
+                "a Slack app token ('xapp-...')",
+                None,
+            ),
+            (re.compile(r"glpat-[A-Za-z0-9_-]{20,}"), "a GitLab token ('glpat-...')", None),
+            (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a PEM private key", None),
+            (
+                re.compile(r"sk-(?:[a-z]{2,8}-)?[A-Za-z0-9_-]{20,}"),
+                "an API secret key ('sk-...')",
+                _random_after_prefix,
+            ),
+        ),
+    ),
+    (
+        "_",
+        re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_pat_)|(?<=k_live_)|(?<=k_test_)|(?<=[Aa][Ww][Ss]_))"),
+        (
+            (
+                re.compile(
+                    r"(?i:aws_secret_access_key)[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+                ),
+                "an AWS secret access key",
+                None,
+            ),
+            (re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), "a GitHub token ('ghp_...')", None),
+            (re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), "a GitHub token ('github_pat_...')", None),
+            (
+                re.compile(r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+                "a Stripe secret key ('sk_live_...')",
+                None,
+            ),
+        ),
+    ),
+    (
+        "=",
+        re.compile(
+            r"=(?:(?<=AccountKey=)|(?<=SharedAccessKey=)|(?<=SharedAccessSignature=)|(?<=sig=)|(?<===)"
+            r"|(?<=[Pp]assword=)|(?<=PASSWORD=)|(?<=[Pp]wd=)|(?<=PWD=))|SharedKey"
+        ),
+        (
+            (re.compile(r"AccountKey=[A-Za-z0-9+/]{40,}"), "an Azure storage account key", None),
+            (re.compile(r"SharedAccessKey=[A-Za-z0-9+/]{30,}"), "an Azure shared access key", None),
+            # in a URL or query string; the signature is URL-encoded base64
+            (
+                re.compile(r"sig=((?:[A-Za-z0-9+/_-]|%2[BbFf]){16,}(?:=|%3[Dd]){0,2})"),
+                "a shared access signature ('sig=...' of a SAS URL or token)",
+                _random_signature,
+            ),
+            (
+                re.compile(r"SharedAccessSignature=\S{20,}"),
+                "an Azure shared access signature ('SharedAccessSignature=...')",
+                None,
+            ),
+            # 64 bytes of base64, not inside a longer run: the form of storage and Cosmos DB account keys
+            (
+                re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+                "an Azure storage or Cosmos DB account key (88 base64 characters ending in '==')",
+                _account_key,
+            ),
+            (
+                re.compile(r"(?<=;)\s*(?:[Pp]assword|PASSWORD|[Pp]wd|PWD)=[^;\s]{4,}"),
+                "a password in a connection string ('...;Password=...')",
+                None,
+            ),
+            # Azure storage's Shared Key authorization: base64 of 32 bytes, so it ends in '='
+            (
+                re.compile(r"SharedKey(?:Lite)? +[A-Za-z0-9-]+:[A-Za-z0-9+/]{40,}="),
+                "an Azure Shared Key signature ('SharedKey account:...')",
+                None,
+            ),
+        ),
+    ),
+    (
+        "A",
+        re.compile(r"A(?:KIA|SIA|Iza)"),
+        (
+            (re.compile(r"AKIA[A-Z0-9]{16}\b"), "an AWS access key id ('AKIA...')", None),
+            (re.compile(r"ASIA[A-Z0-9]{16}\b"), "an AWS temporary access key id ('ASIA...')", None),
+            (re.compile(r"AIza[A-Za-z0-9_-]{35}"), "a Google API key ('AIza...')", None),
+        ),
+    ),
+)
+
+# Shapes that need a closer look at the match before they count.
+_BEARER = re.compile(r"[Bb]earer\s+([A-Za-z0-9._~+/-]{16,}=*)")
+_JWT = re.compile(r"eyJ([A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# HTTP Basic credentials, base64 of "user:password" after one or more spaces (RFC 7235)
+_BASIC = re.compile(r"[Bb]asic +([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])")
+# a password in a URL's user information (https://user:password@host, redis://:password@host)
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:[^/\s:@?#]{3,}@[A-Za-z0-9[]")
+
+_JWT_NAME = "a JWT (three base64url segments with a JSON header)"
+_BEARER_NAME = "a bearer token ('Bearer ...')"
+_BASIC_NAME = "HTTP Basic credentials ('Basic <base64 of user:password>')"
+_URL_PASSWORD_NAME = "a password in a URL ('scheme://user:password@host')"
 
 
 def _jwt_header(segment: str) -> bool:
@@ -95,6 +168,16 @@ def _jwt_header(segment: str) -> bool:
     except (binascii.Error, msgspec.DecodeError):
         return False
     return type(header) is dict and ("alg" in header or "typ" in header or "enc" in header)
+
+
+def _basic_credentials(token: str) -> bool:
+    """True if ``token`` is base64 of printable ``user:password`` text."""
+    try:
+        raw = binascii.a2b_base64(token, strict_mode=True)
+    except binascii.Error:
+        return False
+    _, colon, password = raw.partition(b":")
+    return bool(colon and password) and all(32 <= byte < 127 for byte in raw)
 
 
 def _matches(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
@@ -114,15 +197,18 @@ def _check_string(text: str) -> str | None:
         for match in _matches(_BEARER, text):
             if _random_looking(match.group(1)):
                 return _BEARER_NAME
-    if "-" in text and "sk-" in text:
-        for match in _matches(_SK, text):
-            if _random_looking(match.group(0)[3:]):
-                return _SK_NAME
+    if " " in text and "asic" in text:
+        for match in _matches(_BASIC, text):
+            if _basic_credentials(match.group(1)):
+                return _BASIC_NAME
+    if ":" in text and "@" in text and "://" in text and _URL_PASSWORD.search(text) is not None:
+        return _URL_PASSWORD_NAME
     for char, gate, shapes in _GROUPS:
         if char in text and gate.search(text) is not None:
-            for pattern, name in shapes:
-                if next(_matches(pattern, text), None) is not None:
-                    return name
+            for pattern, name, closer in shapes:
+                for match in _matches(pattern, text):
+                    if closer is None or closer(match):
+                        return name
     return None
 
 

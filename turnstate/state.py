@@ -30,9 +30,13 @@ def _describe(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
 
+_BINARY = (bytes, bytearray, memoryview)
+"""Left as they are by msgspec.to_builtins (which would otherwise turn them into base64 text silently)."""
+
+
 def _as_decoded(value: Any, scope: str, path: str) -> Any:
     """``value`` (fresh from msgspec.to_builtins) exactly as decoding its JSON would give it back: tuples
-    become lists; a non-finite float, which JSON cannot hold, raises StateValueError."""
+    become lists; a non-finite float or binary data, which JSON cannot hold, raises StateValueError."""
     cls = value.__class__
     if cls is float:
         if not math.isfinite(value):
@@ -46,6 +50,12 @@ def _as_decoded(value: Any, scope: str, path: str) -> Any:
             value[i] = _as_decoded(item, scope, path)
     elif cls is tuple:
         return [_as_decoded(item, scope, path) for item in value]
+    elif cls in _BINARY:
+        raise StateValueError(
+            f"{scope}.{path}",
+            f"{cls.__name__} has no JSON form. To store binary data, store it as text yourself, for example "
+            f"base64.b64encode(data).decode('ascii'), and read it back as bytes with get({path!r}, bytes)",
+        )
     return value
 
 
@@ -58,7 +68,9 @@ def to_storable(value: Any, scope: str, path: str) -> Any:
     if cls is str or cls is int or cls is bool or value is None:
         return value
     try:
-        return _as_decoded(msgspec.to_builtins(value, str_keys=True), scope, path)
+        return _as_decoded(msgspec.to_builtins(value, builtin_types=_BINARY, str_keys=True), scope, path)
+    except StateValueError:
+        raise  # it says what is wrong already
     except (TypeError, ValueError, OverflowError) as exc:
         where = f"{scope}.{path}"
         raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc

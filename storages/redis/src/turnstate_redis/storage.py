@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
+    MovedError,
     NoScriptError,
     ReadOnlyError,
     RedisClusterException,
@@ -336,6 +337,18 @@ class RedisStorage(Storage):
             return StorageUnavailableError(
                 f"Redis at {self._where} failed to {action} {shown}: {type(exc).__name__}: {_text(exc)}. "
                 f"Nothing was retried.{outcome} The next call reconnects by itself."
+            )
+        if isinstance(exc, MovedError) and isinstance(self._transport, StandaloneTransport):
+            outcome = (
+                " Keys in slots this node serves may have been written: re-read before writing again."
+                if action == "write"
+                else ""
+            )
+            return StorageError(
+                f"Redis at {self._where} answered MOVED to {action} {shown} (slot {exc.slot_id} is served "
+                f"by {exc.host}:{exc.port}): the server is a Redis Cluster, and this storage was made for a "
+                "single server. Pass cluster=True (RedisStorage(url, cluster=True)), or give it a "
+                f"redis.asyncio.RedisCluster as client=.{outcome}"
             )
         return StorageError(
             f"Redis at {self._where} refused to {action} {shown}: {type(exc).__name__}: {exc}"
