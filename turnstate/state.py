@@ -319,6 +319,24 @@ class UnavailableScope(ScopeState):
         raise MissingIdError(self.name, self._missing)
 
 
+class UnreadableScope(ScopeState):
+    """A scope whose stored document could not be read this turn (corrupt, or an encrypted field that does
+    not decrypt): every use raises that error again. Nothing is written to its document."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, name: str, error: Exception) -> None:
+        super().__init__(name, None, {})
+        self._error = error
+        self._closed = True  # keeps every fast path off: all access goes through _node, which raises
+
+    def __repr__(self) -> str:
+        return f"<ScopeState {self.name} unreadable: {type(self._error).__name__}>"
+
+    def _node(self, parts: Path, path: str, create: bool) -> dict[str, Any] | None:
+        raise self._error
+
+
 class TurnState:
     """``ctx.state``: the scopes of one turn, plus path access across them.
 

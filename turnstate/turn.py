@@ -54,6 +54,8 @@ from turnstate.crypto import FieldEncryption, Sealed
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     ConcurrentDeliveryError,
+    CorruptDocumentError,
+    EncryptionError,
     DuplicateActivityError,
     MergeConflictError,
     PreconditionFailedError,
@@ -63,7 +65,7 @@ from turnstate.keys import ids_of
 from turnstate.merge import merge
 from turnstate.redelivery import SeenWindow, done_mark
 from turnstate.scopes import ScopeSpec
-from turnstate.state import ScopeState, TurnState
+from turnstate.state import ScopeState, TurnState, UnreadableScope
 from turnstate.storage.base import WriteItem
 
 if TYPE_CHECKING:
@@ -196,6 +198,7 @@ class Turn:
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         recorded = False
+        unreadable = 0
         for spec, key in plan.wanted:
             name = spec.name
             item = items.get(key)
@@ -206,18 +209,30 @@ class Turn:
                 loaded = item.value
                 sealed: Sealed | None = None
                 nested = None
-                if name not in encrypted:
-                    data, meta, seen, nested = decode(key, loaded)
-                else:
-                    assert codec is not None
-                    hit = None if opened is None else opened(key, loaded, codec)
-                    if hit is not None:
-                        data, meta, seen, kept, nested = hit
-                        sealed = kept.copy()
+                try:
+                    if name not in encrypted:
+                        data, meta, seen, nested = decode(key, loaded)
                     else:
-                        data, meta, seen, _ = decode(key, loaded)
-                        sealed = {}
-                        data = codec.decrypt_data(name, key, data, sealed)
+                        assert codec is not None
+                        hit = None if opened is None else opened(key, loaded, codec)
+                        if hit is not None:
+                            data, meta, seen, kept, nested = hit
+                            sealed = kept.copy()
+                        else:
+                            data, meta, seen, _ = decode(key, loaded)
+                            sealed = {}
+                            data = codec.decrypt_data(name, key, data, sealed)
+                except (CorruptDocumentError, EncryptionError) as exc:
+                    # this scope raises when used; the others work, and the document is never written
+                    scopes[name] = UnreadableScope(name, exc)
+                    unreadable += 1
+                    log.warning(
+                        "turnstate: scope %r is unusable this turn: %s",
+                        name,
+                        exc,
+                        extra={"key": key, "scope": name},
+                    )
+                    continue
                 if token and seen != searched:
                     searched = seen
                     if contains(seen, token):
@@ -227,7 +242,7 @@ class Turn:
             scopes[name] = scope
         manager.stats.turns += 1
         if recorded:
-            self._recall()
+            self._recall(unreadable)
         if self.duplicate:
             manager.stats.duplicates += 1
             log.info(
@@ -240,14 +255,15 @@ class Turn:
 
     __aenter__ = load
 
-    def _recall(self) -> None:
+    def _recall(self, unreadable: int) -> None:
         """Work out from the loaded windows how far earlier deliveries of this activity got.
 
         A done record says in how many documents the activity is done in all; it is a duplicate when that
         many loaded documents hold one. Otherwise the documents where it is done keep what they hold and
         the handler runs again for the rest. A document without a record of it, whose window may have
         trimmed one (it is full, and its oldest record is no older than the activity's done records), is
-        treated as done too: its change is never applied twice.
+        treated as done too: its change is never applied twice. So is each of the ``unreadable`` documents,
+        whose windows cannot be read and which this turn never writes.
         """
         token = self._token
         window = self._manager.window
@@ -264,7 +280,7 @@ class Turn:
                 slot.done = True
         self._done_before = len(done)
         self._recorded = True
-        if done and (None in counts or len(done) >= max(c for c in counts if c is not None)):
+        if done and (None in counts or len(done) + unreadable >= max(c for c in counts if c is not None)):
             self.duplicate = True
         else:
             self.resumed = True
