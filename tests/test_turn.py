@@ -226,11 +226,13 @@ async def test_corrupt_document_raises_naming_the_key_and_other_conversations_wo
         (b'{"v": 1, "data": {}, "seen": "|0123456789ab00abc\\u0022"}', "'seen'"),
         (b'{"v": 1, "data": {}, "seen": "|0123456789ab00ab\xc3\xa9"}', "'seen'"),
         (b'{"v": 1, "data": {}, "seen": 12}', "'seen'"),
+        (b'{"v": 1, "data": {}, "recent": "|0123456789ab00abc1\\u0022"}', "'recent'"),
+        (b'{"v": 1, "data": {}, "recent": 12}', "'recent'"),
     ):
         await storage.write({key: WriteItem(bad)})
         with pytest.raises(CorruptDocumentError, match=why) as info:
-            async with manager.turn(message()):
-                pass
+            async with manager.turn(message()) as state:
+                state.conversation.get("count")  # the scope raises when used
         assert repr(key) in str(info.value)
         assert (await storage.read([key]))[key].value == bad  # left untouched
     async with manager.turn(message(conversation="19:fine")) as state:

@@ -14,42 +14,36 @@ from collections.abc import Collection
 class CommitQueue:
     """Who is committing which storage keys in this manager. Entries exist only while a commit runs."""
 
-    __slots__ = ("_busy",)
+    __slots__ = ("_held", "_waiting")
 
     def __init__(self) -> None:
-        self._busy: dict[str, list[asyncio.Future[None]] | None] = {}
-        """Held keys, each with the commits waiting for it (None until one does)."""
+        self._held: dict[str, None] = {}
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        """The commits waiting for each held key that has any."""
 
     def enter_now(self, keys: Collection[str]) -> bool:
         """Take ``keys`` if no commit holds any of them; False (nothing taken) otherwise."""
-        busy = self._busy
-        if busy:
-            for key in keys:
-                if key in busy:
-                    return False
-        for key in keys:
-            busy[key] = None
+        held = self._held
+        if held and not held.keys().isdisjoint(keys):
+            return False
+        held.update(dict.fromkeys(keys))
         return True
 
     async def enter(self, keys: Collection[str]) -> None:
         """Wait until no commit holds any of ``keys``, then take them."""
-        busy = self._busy
+        held = self._held
         while not self.enter_now(keys):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            held = next(key for key in keys if key in busy)
-            waiting = busy[held]
-            if waiting is None:
-                busy[held] = [waiter]
-            else:
-                waiting.append(waiter)
+            self._waiting.setdefault(next(key for key in keys if key in held), []).append(waiter)
             await waiter
 
     def leave(self, keys: Collection[str]) -> None:
         """Release ``keys`` and wake the commits waiting for them."""
-        busy = self._busy
+        held = self._held
         for key in keys:
-            waiting = busy.pop(key, None)
-            if waiting:
-                for waiter in waiting:
+            del held[key]
+        if self._waiting:
+            for key in keys:
+                for waiter in self._waiting.pop(key, ()):
                     if not waiter.done():
                         waiter.set_result(None)

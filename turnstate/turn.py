@@ -313,7 +313,13 @@ class Turn:
                 pending = self._with_progress(pending)
             if not pending:
                 return
-            record = self._record(final, len(pending))
+            window = manager.window
+            assert window is not None
+            record = (
+                window.record(self._token, done_mark(self._done_before + len(pending)))
+                if final
+                else self._progress()
+            )
         elif not pending:
             return
         keys = [slot.key for slot, _, _ in pending]
@@ -329,7 +335,15 @@ class Turn:
                 queue.leave(keys)
                 return
         try:
-            await self._write(pending, record, final, on_conflict)
+            items, batch = self._items(pending, record)
+            try:
+                etags = await manager.storage.write(items)
+            except PreconditionFailedError as exc:
+                await self._resolve(exc, pending, items, batch, record, final, on_conflict)
+                return
+            self._written(batch, etags, final)
+            manager.stats.commits += 1
+            manager.stats.writes += len(pending)
         finally:
             queue.leave(keys)
 
@@ -352,78 +366,82 @@ class Turn:
             raise self._duplicate_at_commit(slots[0].key)
         return left
 
-    async def _write(
+    async def _resolve(
         self,
+        conflict: PreconditionFailedError,
         pending: list[_Pending],
+        items: dict[str, WriteItem],
+        batch: list[_Written],
         record: bytes,
         final: bool,
         on_conflict: Literal["merge", "raise"] | None,
     ) -> None:
-        """Write ``pending``; on conflict re-read, merge and retry, backing off from the second conflict."""
+        """Settle a write of ``pending`` that conflicted: re-read, merge and write again until it holds,
+        backing off from the second conflict on."""
         manager = self._manager
         attempt = 1
         wrote: list[str] = []
         dropped = False
         cycle = 0.0
         while True:
+            exc = conflict
+            manager.stats.conflicts += 1
+            log.info(
+                "turnstate: commit conflict on %s (attempt %d)",
+                exc.keys,
+                attempt,
+                extra={"keys": exc.keys, "attempt": attempt},
+            )
+            self._written([b for b in batch if b[0].key in exc.written], exc.written, final)
+            wrote += (key for key in items if key in exc.written)
+            if (on_conflict or manager.on_conflict) == "raise":
+                raise exc
+            unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
+            if attempt >= manager.max_commit_attempts:
+                manager.stats.gave_up += 1
+                log.warning(
+                    "turnstate: gave up committing %s after %d attempts; written: %s",
+                    exc.keys,
+                    attempt,
+                    wrote,
+                    extra={"keys": exc.keys, "attempts": attempt, "written": wrote},
+                )
+                raise CommitRetriesExhaustedError(
+                    exc.keys, attempt, written=wrote, unwritten=[slot.key for slot in unwritten]
+                ) from exc
+            manager.stats.retries += 1
+            if attempt > 1:
+                # back off before re-reading, so the retry writes right after its read; the window grows
+                # from what one read-and-write cycle took, so it suits the storage's latency
+                unit = max(manager.backoff, time.monotonic() - cycle)
+                await asyncio.sleep(random.uniform(0, min(unit * 2 ** (attempt - 1), _MAX_BACKOFF)))
+            cycle = time.monotonic()
+            if await self._rebase([slot for slot in unwritten if slot.key in exc.keys], final):
+                dropped = True
+                unwritten = [slot for slot in unwritten if not slot.done]
+            # a slot of the final commit is written even if the merge left its fields as stored: its
+            # window must record the activity as done
+            pending = _pending(unwritten, manager.codec, forced=final and bool(record))
+            if not pending:
+                if dropped and not wrote:
+                    raise self._duplicate_at_commit(exc.keys[0]) from None
+                return
+            attempt += 1
             items, batch = self._items(pending, record)
             try:
                 etags = await manager.storage.write(items)
-            except PreconditionFailedError as exc:
-                manager.stats.conflicts += 1
-                log.info(
-                    "turnstate: commit conflict on %s (attempt %d)",
-                    exc.keys,
-                    attempt,
-                    extra={"keys": exc.keys, "attempt": attempt},
-                )
-                self._written([b for b in batch if b[0].key in exc.written], exc.written, final)
-                wrote += (key for key in items if key in exc.written)
-                if (on_conflict or manager.on_conflict) == "raise":
-                    raise
-                unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
-                if attempt >= manager.max_commit_attempts:
-                    manager.stats.gave_up += 1
-                    log.warning(
-                        "turnstate: gave up committing %s after %d attempts; written: %s",
-                        exc.keys,
-                        attempt,
-                        wrote,
-                        extra={"keys": exc.keys, "attempts": attempt, "written": wrote},
-                    )
-                    raise CommitRetriesExhaustedError(
-                        exc.keys, attempt, written=wrote, unwritten=[slot.key for slot in unwritten]
-                    ) from exc
-                manager.stats.retries += 1
-                if attempt > 1:
-                    # back off before re-reading, so the retry writes right after its read; the window
-                    # grows from what one read-and-write cycle took, so it suits the storage's latency
-                    unit = max(manager.backoff, time.monotonic() - cycle)
-                    await asyncio.sleep(random.uniform(0, min(unit * 2 ** (attempt - 1), _MAX_BACKOFF)))
-                cycle = time.monotonic()
-                if await self._rebase([slot for slot in unwritten if slot.key in exc.keys], final):
-                    dropped = True
-                    unwritten = [slot for slot in unwritten if not slot.done]
-                # a slot of the final commit is written even if the merge left its fields as stored: its
-                # window must record the activity as done
-                pending = _pending(unwritten, manager.codec, forced=final and bool(record))
-                if not pending:
-                    if dropped and not wrote:
-                        raise self._duplicate_at_commit(exc.keys[0]) from None
-                    return
-                attempt += 1
+            except PreconditionFailedError as again:
+                conflict = again
                 continue
             self._written(batch, etags, final)
             manager.stats.commits += 1
             manager.stats.writes += len(pending)
             return
 
-    def _record(self, final: bool, writes: int) -> bytes:
-        """The window record a commit of ``writes`` documents adds to each of them."""
+    def _progress(self) -> bytes:
+        """The in-progress record (and its companion naming this delivery) a checkpoint writes."""
         window = self._manager.window
         assert window is not None
-        if final:
-            return window.record(self._token, done_mark(self._done_before + writes))
         if not self._delivery:
             self._delivery = SeenWindow.delivery()
         return window.progress(self._token, self._delivery)
