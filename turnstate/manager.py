@@ -132,6 +132,8 @@ class StateManager:
         self.documents = DocumentCache(document_cache) if document_cache else None
         self.commits = CommitQueue()
         """Commits of this manager's turns to the same documents wait for each other."""
+        self.open_turns = 0
+        """Turns loaded and not yet closed: while only one is, its commit need not queue."""
         # scopes that are off for every turn: built once, they hold nothing and only raise
         self.unavailable: dict[str, ScopeState] = {
             name: UnavailableScope(name, None) for name in self.disabled

@@ -107,6 +107,9 @@ class _Slot(msgspec.Struct, gc=False):
         return [("key", self.key)]
 
 
+OnConflict = Literal["merge", "raise"] | None
+"""A commit's conflict handling: merge and retry, raise, or (None) the manager's setting."""
+
 _Pending = tuple[_Slot, bytes, dict[str, Any] | None]
 """A scope to write: its slot, its encoded fields, and the fields in their stored form (None when only
 its window changes)."""
@@ -251,6 +254,7 @@ class Turn:
                 extra={"activity_id": activity_id},
             )
         self.state = TurnState(scopes, self.checkpoint, activity_id, self.resumed)
+        manager.open_turns += 1
         return self.state
 
     __aenter__ = load
@@ -293,9 +297,7 @@ class Turn:
         """
         await self.commit(final=False)
 
-    async def commit(
-        self, on_conflict: Literal["merge", "raise"] | None = None, *, final: bool = True
-    ) -> None:
+    async def commit(self, on_conflict: OnConflict = None, *, final: bool = True) -> None:
         """The turn's final commit: write every scope whose encoded fields changed since load (or the last
         checkpoint), recording the activity as done in each (``final=False``: see :meth:`checkpoint`).
 
@@ -322,8 +324,39 @@ class Turn:
             )
         elif not pending:
             return
+        if manager.open_turns > 1:  # another turn of this manager may be committing the same documents
+            await self._queued(pending, record, final, on_conflict)
+        else:
+            await self._write(pending, record, final, on_conflict)
+
+    async def _write(
+        self,
+        pending: list[_Pending],
+        record: bytes,
+        final: bool,
+        on_conflict: OnConflict,
+    ) -> None:
+        manager = self._manager
+        items, batch = self._items(pending, record)
+        try:
+            etags = await manager.storage.write(items)
+        except PreconditionFailedError as exc:
+            await self._resolve(exc, pending, items, batch, record, final, on_conflict)
+            return
+        self._written(batch, etags, final)
+        manager.stats.commits += 1
+        manager.stats.writes += len(pending)
+
+    async def _queued(
+        self,
+        pending: list[_Pending],
+        record: bytes,
+        final: bool,
+        on_conflict: OnConflict,
+    ) -> None:
+        """Write ``pending`` once no other commit of this manager holds any of its documents."""
         keys = [slot.key for slot, _, _ in pending]
-        queue = manager.commits
+        queue = self._manager.commits
         if not queue.enter_now(keys):
             await queue.enter(keys)
             try:
@@ -331,19 +364,9 @@ class Turn:
             except BaseException:
                 queue.leave(keys)
                 raise
-            if not pending:
-                queue.leave(keys)
-                return
         try:
-            items, batch = self._items(pending, record)
-            try:
-                etags = await manager.storage.write(items)
-            except PreconditionFailedError as exc:
-                await self._resolve(exc, pending, items, batch, record, final, on_conflict)
-                return
-            self._written(batch, etags, final)
-            manager.stats.commits += 1
-            manager.stats.writes += len(pending)
+            if pending:
+                await self._write(pending, record, final, on_conflict)
         finally:
             queue.leave(keys)
 
@@ -352,7 +375,7 @@ class Turn:
         pending: list[_Pending],
         record: bytes,
         final: bool,
-        on_conflict: Literal["merge", "raise"] | None,
+        on_conflict: OnConflict,
     ) -> list[_Pending]:
         """What is left to write after waiting for another commit of this manager to the same documents."""
         manager = self._manager
@@ -374,7 +397,7 @@ class Turn:
         batch: list[_Written],
         record: bytes,
         final: bool,
-        on_conflict: Literal["merge", "raise"] | None,
+        on_conflict: OnConflict,
     ) -> None:
         """Settle a write of ``pending`` that conflicted: re-read, merge and write again until it holds,
         backing off from the second conflict on."""
@@ -625,6 +648,8 @@ class Turn:
 
     def close(self) -> None:
         """End the turn: further use of its state raises TurnClosedError."""
+        if not self._closed and self.state is not None:
+            self._manager.open_turns -= 1
         self._closed = True
         if self.state is not None:
             self.state._close()
