@@ -59,7 +59,8 @@ class StateManager:
     ``ttl``: seconds per scope name (None = never expires), applied on every write. ``merge``: policy per
     path pattern for fields both this turn and a concurrent one changed; ``default_merge`` for the rest.
     ``on_conflict="merge"`` merges and retries inside the commit; ``"raise"`` surfaces
-    :class:`~turnstate.errors.PreconditionFailedError` so a runtime can re-run the turn instead.
+    :class:`~turnstate.errors.PreconditionFailedError` so a runtime can re-run the turn instead (once a
+    storage without atomic batches has written part of the commit, the rest is merged: nothing applies twice).
     ``dedupe``: remember the last ``dedupe_window`` activity ids (for ``dedupe_max_age`` seconds) in each
     document to detect redelivery.
 
@@ -206,9 +207,12 @@ class StateManager:
             unavailable[spec.name] = UnavailableScope(spec.name, why)
         return TurnPlan(wanted, [key for _, key in wanted], unavailable, missing)
 
-    def turn(self, activity: Any) -> Turn:
-        """The state of one turn for ``activity``, as an async context manager."""
-        return Turn(self, activity)
+    def turn(self, activity: Any, *, on_conflict: Literal["merge", "raise"] | None = None) -> Turn:
+        """The state of one turn for ``activity``, as an async context manager.
+
+        ``on_conflict`` overrides the manager's setting for this turn's commit.
+        """
+        return Turn(self, activity, on_conflict)
 
     async def load_keys(self) -> None:
         """Load encryption keys from the key provider now (the first turn does it otherwise)."""

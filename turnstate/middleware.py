@@ -6,14 +6,13 @@ lives on the instance, everything per turn in locals, and exceptions propagate u
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from turnstate.errors import DuplicateActivityError, PreconditionFailedError
+from turnstate.errors import DuplicateActivityError
+from turnstate.lifecycle import run_turn
 from turnstate.manager import StateManager
-
-log = logging.getLogger("turnstate")
+from turnstate.state import TurnState
 
 Next = Callable[[], Awaitable[Any]]
 DuplicateHook = Callable[[Any, DuplicateActivityError | None], Awaitable[None]]
@@ -21,17 +20,19 @@ RerunHook = Callable[[Any], Awaitable[None] | None]
 
 
 class StateMiddleware:
-    """Loads state before ``next()``, commits after it returns, discards if it raises.
+    """Loads state before ``next()``, commits after it returns, discards if it raises
+    (:func:`~turnstate.lifecycle.run_turn`).
 
-    Redelivered activities: the handler is not run again; ``on_duplicate(ctx, error)`` is awaited instead
-    (``error`` is None when the duplicate was found at load, the DuplicateActivityError when found at
-    commit). Without a hook duplicates are dropped quietly (and counted in ``manager.stats``).
+    Redelivered activities that are already done: the handler is not run again; ``on_duplicate(ctx,
+    error)`` is awaited instead (``error`` is None when the duplicate was found at load, the
+    DuplicateActivityError when found at commit). Without a hook duplicates are dropped quietly (and
+    counted in ``manager.stats``).
 
     ``rerun_on_conflict``: when the commit loses the ETag race, discard this run and call ``next()`` again
     on fresh state, up to ``max_reruns`` times (``before_rerun(ctx)`` runs first, e.g. to drop buffered
-    replies). Only safe when the runtime holds replies until the commit succeeds. If a non-atomic storage
-    already wrote some scopes of the losing commit, the rest is merged instead of re-run, so nothing is
-    applied twice.
+    replies). Only safe when the runtime holds replies until the commit succeeds. If a storage without
+    atomic batches already wrote some scopes of the losing commit, the rest is merged instead of re-run,
+    so nothing is applied twice.
     """
 
     def __init__(
@@ -50,45 +51,21 @@ class StateMiddleware:
         self.before_rerun = before_rerun
 
     async def __call__(self, ctx: Any, next: Next) -> None:
-        reruns = 0
-        while True:
-            turn = self.manager.turn(ctx.activity)
-            ctx.state = await turn.load()
-            try:
-                if turn.duplicate:
-                    turn.discard()
-                    await self._duplicate(ctx, None)
-                    return
-                await next()
-            except BaseException:
-                turn.discard()
-                raise
-            may_rerun = self.rerun_on_conflict and reruns < self.max_reruns
-            try:
-                await turn.commit(on_conflict="raise" if may_rerun else None)
-                return
-            except PreconditionFailedError as exc:
-                if exc.written:
-                    await turn.commit(on_conflict="merge")
-                    return
-                reruns += 1
-                self.manager.stats.reruns += 1
-                log.info(
-                    "turnstate: re-running turn after commit conflict on %s (rerun %d)",
-                    exc.keys,
-                    reruns,
-                    extra={"keys": exc.keys, "rerun": reruns},
-                )
-                if self.before_rerun is not None:
-                    result = self.before_rerun(ctx)
-                    if result is not None:
-                        await result
-            except DuplicateActivityError as exc:
-                await self._duplicate(ctx, exc)
-                return
-            finally:
-                turn.close()
+        async def handler(state: TurnState) -> None:
+            ctx.state = state
+            await next()
 
-    async def _duplicate(self, ctx: Any, error: DuplicateActivityError | None) -> None:
-        if self.on_duplicate is not None:
-            await self.on_duplicate(ctx, error)
+        async def duplicate(error: DuplicateActivityError | None) -> None:
+            if self.on_duplicate is not None:
+                await self.on_duplicate(ctx, error)
+
+        before_rerun = self.before_rerun
+        await run_turn(
+            self.manager,
+            ctx.activity,
+            handler,
+            on_duplicate=duplicate,
+            rerun_on_conflict=self.rerun_on_conflict,
+            max_reruns=self.max_reruns,
+            before_rerun=None if before_rerun is None else lambda: before_rerun(ctx),
+        )

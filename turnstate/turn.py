@@ -127,6 +127,7 @@ class Turn:
         "_delivery",
         "_done_before",
         "_manager",
+        "_on_conflict",
         "_opener",
         "_recorded",
         "_slots",
@@ -137,9 +138,10 @@ class Turn:
         "state",
     )
 
-    def __init__(self, manager: StateManager, activity: Any) -> None:
+    def __init__(self, manager: StateManager, activity: Any, on_conflict: OnConflict = None) -> None:
         self._manager = manager
         self._activity = activity
+        self._on_conflict = on_conflict
         self._slots: list[_Slot] = []
         self._closed = False
         self._token = b""
@@ -163,7 +165,7 @@ class Turn:
     ) -> None:
         if exc_type is None:
             try:
-                await self.commit()
+                await self.commit(self._on_conflict)
             finally:
                 self.close()
         else:
@@ -417,8 +419,8 @@ class Turn:
             )
             self._written([b for b in batch if b[0].key in exc.written], exc.written, final)
             wrote += (key for key in items if key in exc.written)
-            if (on_conflict or manager.on_conflict) == "raise":
-                raise exc
+            if (on_conflict or manager.on_conflict) == "raise" and not wrote:
+                raise exc  # the caller re-runs the turn; once part of it is written, the rest is merged
             unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
             if attempt >= manager.max_commit_attempts:
                 manager.stats.gave_up += 1
