@@ -37,3 +37,9 @@ def message(
         activity["recipient"] = {"id": bot, "name": "IncidentBot"}
     activity.update(extra)
     return activity
+
+
+def use_every_scope(state: Any) -> None:
+    """Read every scope of a turn, so a scope whose document could not be read raises its error."""
+    for name in state.scope_names:
+        state.scope(name).to_dict()

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 import pytest
 
-from tests.activities import message
+from tests.activities import message, use_every_scope
 from tests.counting import CountingStorage
 from turnstate import (
     CorruptDocumentError,
@@ -245,8 +245,8 @@ async def test_key_function_failure_is_reported_with_the_scope() -> None:
 
     manager = StateManager(MemoryStorage(), scopes=[Scope("incident", key=broken)])
     with pytest.raises(Exception, match="'incident'"):
-        async with manager.turn(message()):
-            pass
+        async with manager.turn(message()) as state:
+            use_every_scope(state)  # an unreadable scope raises when used
 
 
 async def test_manager_validates_options() -> None:

@@ -14,7 +14,7 @@ documents it wrote in their decrypted form, for its own loads only.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -22,9 +22,22 @@ import msgspec
 
 from turnstate.document import decode
 
-_Entry = tuple[bytes, dict[str, Any], tuple[str, ...], dict[str, msgspec.Raw], bytes, object, Any]
-"""(stored bytes, data, the fields holding an object or a list, meta, seen, opener, what the opener kept
-with it): a plain tuple, the cheapest to build and to unpack. Opener None: data is in its stored form."""
+
+class KeptDocument(msgspec.Struct, gc=False):
+    """One kept document (read it, never change it)."""
+
+    stored: bytes
+    """The exact bytes it decodes from."""
+    data: dict[str, Any]
+    """Its fields: in their stored form, or as ``opener`` made them."""
+    nested: tuple[str, ...]
+    """The fields holding an object or a list (copied for each turn; the rest is shared)."""
+    meta: dict[str, msgspec.Raw]
+    seen: bytes
+    opener: object
+    """None, or the field encryption that kept ``data`` decrypted for its own loads."""
+    state: Any
+    """What ``opener`` kept with it."""
 
 
 def _copy(value: Any) -> Any:
@@ -50,10 +63,18 @@ class DocumentCache:
             )
         self.max_entries = max_entries
         self.max_document_bytes = max_document_bytes
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, KeptDocument] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys of the kept documents, oldest first."""
+        return iter(list(self._entries))
+
+    def get(self, key: str) -> KeptDocument | None:
+        """What is kept for ``key``, for inspection."""
+        return self._entries.get(key)
 
     def load(
         self, key: str, value: bytes
@@ -62,17 +83,18 @@ class DocumentCache:
         kept one if the bytes are the same, with the fields holding an object or a list; else freshly
         decoded (and kept), with objects None. Raises CorruptDocumentError like
         :func:`turnstate.document.decode`."""
-        entry = self._entries.get(key)
-        if entry is not None and entry[5] is None and (entry[0] is value or entry[0] == value):
-            _, kept, nested, meta, seen, _, _ = entry  # meta and seen are immutable or never edited: shared
-            data = kept.copy()
+        kept = self._entries.get(key)
+        if kept is not None and kept.opener is None and (kept.stored is value or kept.stored == value):
+            data = kept.data.copy()
+            nested = kept.nested
             try:
                 for name in nested:
                     data[name] = _copy(data[name])
             except RecursionError:
                 pass  # called from deeper down than when it was kept: decode instead
             else:
-                return data, meta, seen, nested
+                # meta and seen are immutable or never edited: shared
+                return data, kept.meta, kept.seen, nested
         doc = decode(key, value)
         self.keep(key, value, doc.data, doc.meta, doc.seen)
         return doc.data, doc.meta, doc.seen, None
@@ -83,16 +105,16 @@ class DocumentCache:
         """What ``opener`` kept for exactly these bytes (see :meth:`keep`): a copy of the data in the form
         it made of them, meta, seen, the state it kept with them (not copied), and the fields holding an
         object or a list. None if there is none."""
-        entry = self._entries.get(key)
-        if entry is None or entry[5] is not opener or not (entry[0] is value or entry[0] == value):
+        kept = self._entries.get(key)
+        if kept is None or kept.opener is not opener or not (kept.stored is value or kept.stored == value):
             return None
-        opened = entry[1].copy()
+        opened = kept.data.copy()
         try:
-            for name in entry[2]:
+            for name in kept.nested:
                 opened[name] = _copy(opened[name])
         except RecursionError:
             return None
-        return opened, entry[3], entry[4], entry[6], entry[2]
+        return opened, kept.meta, kept.seen, kept.state, kept.nested
 
     def keep(
         self,
@@ -101,6 +123,7 @@ class DocumentCache:
         data: dict[str, Any],
         meta: dict[str, msgspec.Raw],
         seen: bytes,
+        *,
         data_bytes: bytes | None = None,
         shared: Collection[str] = (),
         opener: object = None,
@@ -133,13 +156,13 @@ class DocumentCache:
                     copy[name] = _copy(copy[name])
             except (KeyError, RecursionError):
                 return  # a field named is gone, or too deep to copy: not kept
-            entries[key] = (value, copy, objects, meta, seen, opener, state)
+            entries[key] = KeptDocument(value, copy, objects, meta, seen, opener, state)
             return
         # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
         # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
         if data_bytes is not None and not data_bytes.partition(b"[")[1]:
             if not data_bytes.rpartition(b"{")[0]:
-                entries[key] = (value, data.copy(), (), meta, seen, opener, state)
+                entries[key] = KeptDocument(value, data.copy(), (), meta, seen, opener, state)
                 return
             if shared and opener is None:
                 # each envelope holds exactly one '{' (its text is base64); if they account for every '{'
@@ -149,7 +172,7 @@ class DocumentCache:
                     if type(data.get(name)) is dict:
                         envelopes += 1
                 if data_bytes.count(b"{") == envelopes + 1:
-                    entries[key] = (value, data.copy(), (), meta, seen, None, state)
+                    entries[key] = KeptDocument(value, data.copy(), (), meta, seen, None, state)
                     return
         # an opener's fields are walked: once opened, an encrypted field may hold anything
         copy = data.copy()
@@ -162,7 +185,7 @@ class DocumentCache:
                     nested.append(name)
         except RecursionError:
             return  # too deep to copy from here: such a document is decoded every time
-        entries[key] = (value, copy, tuple(nested), meta, seen, opener, state)
+        entries[key] = KeptDocument(value, copy, tuple(nested), meta, seen, opener, state)
 
     def forget(self, key: str) -> None:
         """Drop what is kept for ``key``."""

@@ -15,6 +15,7 @@ from turnstate.crypto import FieldEncryption, Sealed, check_decrypted_cache
 from turnstate.errors import SecretValueError, StateError
 from turnstate.keyring import KeyRing, KeySource, load_keys
 from turnstate.keys import KeyResult, KeyScheme, TurnIds
+from turnstate.loader import DocumentLoader
 from turnstate.merge import MergePolicies, Policy
 from turnstate.paths import Path, join, matches, parse
 from turnstate.queue import CommitQueue
@@ -172,6 +173,8 @@ class StateManager:
                 )
         elif keys is not None:
             raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
+        self.loader = DocumentLoader(self.documents, self.codec)
+        """Decodes and decrypts the documents turns read, through the document cache."""
         self.guard = _secrets_guard(tuple(parse(p) for p in allow_secrets)) if refuse_secrets else None
         self._plan_cache: dict[tuple[str | None, ...], TurnPlan] = {}
         self.stats = Stats()
@@ -207,6 +210,11 @@ class StateManager:
             unavailable[spec.name] = UnavailableScope(spec.name, why)
         return TurnPlan(wanted, [key for _, key in wanted], unavailable, missing)
 
+    @property
+    def keys_pending(self) -> bool:
+        """Whether the encryption keys still have to be loaded from the key provider (the first turn does)."""
+        return self._keys is not None
+
     def turn(self, activity: Any, *, on_conflict: Literal["merge", "raise"] | None = None) -> Turn:
         """The state of one turn for ``activity``, as an async context manager.
 
@@ -225,6 +233,7 @@ class StateManager:
                     allow_plaintext=self._migrate_plaintext,
                     decrypted_cache=self._decrypted_cache,
                 )
+                self.loader = DocumentLoader(self.documents, self.codec)
                 self._keys = None
 
 

@@ -43,14 +43,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from turnstate import document
-from turnstate.crypto import FieldEncryption, Sealed
+from turnstate.crypto import Sealed
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     ConcurrentDeliveryError,
@@ -128,7 +128,6 @@ class Turn:
         "_done_before",
         "_manager",
         "_on_conflict",
-        "_opener",
         "_recorded",
         "_slots",
         "_token",
@@ -145,8 +144,6 @@ class Turn:
         self._slots: list[_Slot] = []
         self._closed = False
         self._token = b""
-        self._opener: FieldEncryption | None = None
-        """The field encryption whose loads find the documents it wrote kept decrypted, if any."""
         self.state: TurnState | None = None
         self.activity_id: str | None = None
         self.duplicate = False
@@ -174,7 +171,7 @@ class Turn:
     async def load(self) -> TurnState:
         """Read every available persisted scope in one storage call and build the turn's state."""
         manager = self._manager
-        if manager._keys is not None:
+        if manager.keys_pending:
             await manager.load_keys()
         activity = self._activity
         ids = ids_of(activity)
@@ -185,21 +182,9 @@ class Turn:
         plan = manager.plan(ids, activity)
         scopes = dict(plan.unavailable)
         items = await manager.storage.read(plan.keys) if plan.keys else {}
-        codec = manager.codec
         guard = manager.guard
         slots = self._slots
-        documents = manager.documents
-        decode = _decode if documents is None else documents.load
-        opened = None
-        if type(codec) is FieldEncryption:
-            # its attributes, read without the property calls: this runs on every turn
-            encrypted: Collection[str] = codec._scopes
-            # field encryption that remembers plaintext finds the documents it wrote kept decrypted
-            if documents is not None and codec._memo_size:
-                opened = documents.opened
-                self._opener = codec
-        else:
-            encrypted = codec.scopes if codec is not None else ()
+        loader = manager.loader
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         recorded = False
@@ -210,41 +195,32 @@ class Turn:
             if item is None:
                 scope = ScopeState(name, key, {}, guard)
                 slots.append(_Slot(spec, key, scope, document.EMPTY, None, _NO_META, b"", None))
-            else:
-                loaded = item.value
-                sealed: Sealed | None = None
-                nested = None
-                try:
-                    if name not in encrypted:
-                        data, meta, seen, nested = decode(key, loaded)
-                    else:
-                        assert codec is not None
-                        hit = None if opened is None else opened(key, loaded, codec)
-                        if hit is not None:
-                            data, meta, seen, kept, nested = hit
-                            sealed = kept.copy()
-                        else:
-                            data, meta, seen, _ = decode(key, loaded)
-                            sealed = {}
-                            data = codec.decrypt_data(name, key, data, sealed)
-                except (CorruptDocumentError, EncryptionError) as exc:
-                    # this scope raises when used; the others work, and the document is never written
-                    scopes[name] = UnreadableScope(name, exc)
-                    unreadable += 1
-                    log.warning(
-                        "turnstate: scope %r is unusable this turn: %s",
-                        name,
-                        exc,
-                        extra={"key": key, "scope": name},
-                    )
-                    continue
-                if token and seen != searched:
-                    searched = seen
-                    if contains(seen, token):
-                        recorded = True
-                scope = ScopeState(name, key, data, guard)
-                slots.append(_Slot(spec, key, scope, loaded, item.etag, meta, seen, sealed, nested))
-            scopes[name] = scope
+                scopes[name] = scope
+                continue
+            try:
+                loaded = loader.load(name, key, item.value)
+            except (CorruptDocumentError, EncryptionError) as exc:
+                # this scope raises when used; the others work, and the document is never written
+                scopes[name] = UnreadableScope(name, exc)
+                unreadable += 1
+                log.warning(
+                    "turnstate: scope %r is unusable this turn: %s",
+                    name,
+                    exc,
+                    extra={"key": key, "scope": name},
+                )
+                continue
+            seen = loaded.seen
+            if token and seen != searched:
+                searched = seen
+                if contains(seen, token):
+                    recorded = True
+            scope = scopes[name] = ScopeState(name, key, loaded.data, guard)
+            slots.append(
+                _Slot(
+                    spec, key, scope, item.value, item.etag, loaded.meta, seen, loaded.sealed, loaded.nested
+                )
+            )
         manager.stats.turns += 1
         if recorded:
             self._recall(unreadable)
@@ -492,9 +468,7 @@ class Turn:
         window = manager.window if record else None
         scrub = self._token if self._recorded else b""
         encode = document.encode
-        documents = manager.documents
-        codec = manager.codec
-        opener = self._opener
+        loader = manager.loader
         items: dict[str, WriteItem] = {}
         batch: list[_Written] = []
         before: bytes | None = None  # the last window extended, and the result
@@ -516,36 +490,23 @@ class Turn:
             items[key] = WriteItem(value, slot.etag, slot.spec.ttl)
             batch.append((slot, value, window_text))
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
-            # only data known to be in its decoded form qualifies (a custom codec's output is not known)
+            # only data known to be in its decoded form qualifies
             scope = slot.scope
-            if stored is None:
-                continue  # rewritten only for its window: the fields as stored, not decoded
-            if documents is not None and scope._exact:
+            if stored is not None and scope._exact:  # (None: rewritten only for its window)
                 # if the turn set only scalars at top-level names, its objects and lists are where the
                 # cache said they were at load
-                objects = None if scope._shaped else slot.nested
-                sealed = slot.sealed
-                if sealed is None:
-                    documents.keep(
-                        key, value, stored, slot.meta, window_text, data_bytes, (), None, None, objects
-                    )
-                elif opener is not None and codec is opener:
-                    # kept decrypted, for this codec's next load of these very bytes
-                    documents.keep(
-                        key,
-                        value,
-                        scope._data,
-                        slot.meta,
-                        window_text,
-                        data_bytes,
-                        (),
-                        opener,
-                        sealed.copy(),
-                        objects,
-                    )
-                elif type(codec) is FieldEncryption:
-                    shared = codec.envelope_fields(slot.spec.name)
-                    documents.keep(key, value, stored, slot.meta, window_text, data_bytes, shared)
+                loader.remember(
+                    slot.spec.name,
+                    key,
+                    value,
+                    stored=stored,
+                    working=scope._data,
+                    meta=slot.meta,
+                    seen=window_text,
+                    data_bytes=data_bytes,
+                    sealed=slot.sealed,
+                    objects=None if scope._shaped else slot.nested,
+                )
         return items, batch
 
     def _written(self, done: list[_Written], etags: Mapping[str, str], final: bool) -> None:
@@ -655,13 +616,6 @@ class Turn:
         self._closed = True
         if self.state is not None:
             self.state._close()
-
-
-def _decode(
-    key: str, value: bytes
-) -> tuple[dict[str, Any], dict[str, msgspec.Raw], bytes, tuple[str, ...] | None]:
-    doc = document.decode(key, value)
-    return doc.data, doc.meta, doc.seen, None
 
 
 def _pending(slots: Iterable[_Slot], codec: FieldCodec | None, *, forced: bool = False) -> list[_Pending]:
