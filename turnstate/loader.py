@@ -8,6 +8,8 @@ of decoding (and, with field encryption that remembers plaintext, decrypting) th
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,23 +39,48 @@ class Loaded(msgspec.Struct, gc=False):
 class DocumentLoader:
     """Decodes and decrypts documents for one manager, keeping recent ones in its document cache.
 
-    ``codec`` transforms the fields of its scopes (field encryption); ``documents`` is the cache, or None
-    for none.
+    ``codec`` transforms the fields of its scopes (field encryption); ``make_codec``, instead, makes it
+    when the first turn needs it (loading keys from a key provider). ``documents`` is the cache, or None.
     """
 
-    __slots__ = ("_encryption", "codec", "documents", "encrypted")
+    __slots__ = ("_encryption", "_lock", "_make_codec", "codec", "documents", "encrypted", "waiting")
 
-    def __init__(self, documents: DocumentCache | None, codec: FieldCodec | None) -> None:
+    def __init__(
+        self,
+        documents: DocumentCache | None,
+        codec: FieldCodec | None,
+        *,
+        make_codec: Callable[[], Awaitable[FieldCodec]] | None = None,
+    ) -> None:
         self.documents = documents
-        self.codec = codec
-        self.encrypted: frozenset[str] = codec.scopes if codec is not None else frozenset()
+        self._make_codec = make_codec
+        self._lock = asyncio.Lock()
+        self.waiting = make_codec is not None
+        """True until the codec ``make_codec`` makes is in use: call :meth:`prepare` first."""
+        self.codec: FieldCodec | None = None
+        self.encrypted: frozenset[str] = frozenset()
         """The scopes whose documents the codec transforms."""
+        self._encryption: FieldEncryption | None = None
+        self._use(codec)
+
+    def _use(self, codec: FieldCodec | None) -> None:
+        self.codec = codec
+        self.encrypted = codec.scopes if codec is not None else frozenset()
         # field encryption that remembers plaintext finds the documents it wrote kept decrypted
         self._encryption = (
             codec
-            if type(codec) is FieldEncryption and documents is not None and codec._memo_size > 0
+            if type(codec) is FieldEncryption and self.documents is not None and codec._memo_size > 0
             else None
         )
+
+    async def prepare(self) -> None:
+        """Make the codec now if it is still to be made; concurrent callers wait for the one making it."""
+        async with self._lock:
+            make_codec = self._make_codec
+            if make_codec is not None:
+                self._use(await make_codec())
+                self._make_codec = None
+                self.waiting = False
 
     def load(self, scope: str, key: str, value: bytes) -> Loaded:
         """The document of ``scope`` stored as ``value`` under ``key``, decoded and decrypted.

@@ -6,11 +6,11 @@ activity; everything a turn works on lives in the Turn.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal, Protocol
 
 from turnstate.cache import DocumentCache
+from turnstate.config import TurnConfig, TurnPlan
 from turnstate.crypto import FieldEncryption, Sealed, check_decrypted_cache
 from turnstate.errors import SecretValueError, StateError
 from turnstate.keyring import KeyRing, KeySource, load_keys
@@ -26,16 +26,6 @@ from turnstate.state import ScopeState, UnavailableScope, ValueGuard
 from turnstate.stats import Stats
 from turnstate.storage.base import Storage
 from turnstate.turn import Turn
-
-
-class TurnPlan(NamedTuple):
-    """The documents a turn loads (scope spec and storage key) and the scopes it cannot use this turn."""
-
-    wanted: tuple[tuple[ScopeSpec, str], ...]
-    keys: list[str]
-    unavailable: dict[str, ScopeState]
-    """Scopes that are disabled or lack an id; copy before adding to it."""
-    missing: tuple[tuple[ScopeSpec, str], ...]
 
 
 class FieldCodec(Protocol):
@@ -106,14 +96,7 @@ class StateManager:
         document_cache: int = 1024,
         decrypted_cache: int = 4096,
     ) -> None:
-        if not isinstance(storage, Storage):
-            raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
-        if on_conflict not in ("merge", "raise"):
-            raise ValueError(f"on_conflict must be 'merge' or 'raise', got {on_conflict!r}")
-        if max_commit_attempts < 1:
-            raise ValueError(f"max_commit_attempts must be at least 1, got {max_commit_attempts!r}")
-        if document_cache < 0:
-            raise ValueError(f"document_cache must be 0 (off) or more documents, got {document_cache!r}")
+        _check_options(storage, on_conflict, max_commit_attempts, document_cache)
         enabled = tuple(builtin_scopes)
         unknown = set(enabled) - set(BUILTIN_SCOPES)
         if unknown:
@@ -132,53 +115,39 @@ class StateManager:
         self.backoff = backoff
         self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
         self.documents = DocumentCache(document_cache) if document_cache else None
-        self.commits = CommitQueue()
-        """Commits of this manager's turns to the same documents wait for each other."""
-        self.open_turns = 0
-        """Turns loaded and not yet closed: while only one is, its commit need not queue."""
         # scopes that are off for every turn: built once, they hold nothing and only raise
         self.unavailable: dict[str, ScopeState] = {
             name: UnavailableScope(name, None) for name in self.disabled
         }
-        self.codec: FieldCodec | None = codec
-        self._keys: KeySource | None = None
-        self._keys_lock = asyncio.Lock()
-        self._encrypt = tuple(encrypt)
-        self._migrate_plaintext = migrate_plaintext
-        self._decrypted_cache = decrypted_cache
-        if self._encrypt:
-            if codec is not None:
-                raise ValueError("pass either encrypt=[...] with keys, or a codec, not both")
-            if keys is None:
-                raise ValueError(
-                    "encrypt=[...] needs keys: a KeyRing (e.g. KeyRing.from_env()) or a key provider"
-                )
-            if isinstance(keys, KeyRing):
-                self.codec = FieldEncryption(
-                    self._encrypt,
-                    keys,
-                    allow_plaintext=migrate_plaintext,
-                    decrypted_cache=decrypted_cache,
-                )
-            else:
-                self._keys = keys
-                FieldEncryption.check_paths(self._encrypt)
-                check_decrypted_cache(decrypted_cache)
-            known = {spec.name for spec in specs}
-            encrypted = {parse(path)[0] for path in self._encrypt}
-            if not encrypted <= known:
-                raise ValueError(
-                    f"encrypt names unknown scopes {', '.join(sorted(encrypted - known))}; scopes: "
-                    f"{', '.join(sorted(known))} (temp is never stored, so it is never encrypted)"
-                )
-        elif keys is not None:
-            raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
-        self.loader = DocumentLoader(self.documents, self.codec)
+        encryption = _Encryption(tuple(encrypt), keys, migrate_plaintext, decrypted_cache)
+        encryption.check({spec.name for spec in specs}, codec)
+        self.loader = DocumentLoader(
+            self.documents, encryption.codec() or codec, make_codec=encryption.maker()
+        )
         """Decodes and decrypts the documents turns read, through the document cache."""
         self.guard = _secrets_guard(tuple(parse(p) for p in allow_secrets)) if refuse_secrets else None
         self._plan_cache: dict[tuple[str | None, ...], TurnPlan] = {}
         self.stats = Stats()
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
+        self.config = TurnConfig(
+            storage=storage,
+            plan=self.plan,
+            loader=self.loader,
+            window=self.window,
+            policies=self.policies,
+            on_conflict=on_conflict,
+            max_commit_attempts=max_commit_attempts,
+            backoff=backoff,
+            guard=self.guard,
+            commits=CommitQueue(),
+            stats=self.stats,
+        )
+        """What each of this manager's turns works with."""
+
+    @property
+    def codec(self) -> FieldCodec | None:
+        """The field codec (field encryption) in use; None before a key provider's keys are loaded."""
+        return self.loader.codec
 
     def plan(self, ids: TurnIds, activity: Any) -> TurnPlan:
         """Which documents a turn for ``activity`` loads, and which scopes it cannot use (and why)."""
@@ -213,28 +182,84 @@ class StateManager:
     @property
     def keys_pending(self) -> bool:
         """Whether the encryption keys still have to be loaded from the key provider (the first turn does)."""
-        return self._keys is not None
+        return self.loader.waiting
 
     def turn(self, activity: Any, *, on_conflict: Literal["merge", "raise"] | None = None) -> Turn:
         """The state of one turn for ``activity``, as an async context manager.
 
         ``on_conflict`` overrides the manager's setting for this turn's commit.
         """
-        return Turn(self, activity, on_conflict)
+        return Turn(self.config, activity, on_conflict)
 
     async def load_keys(self) -> None:
         """Load encryption keys from the key provider now (the first turn does it otherwise)."""
-        async with self._keys_lock:
-            if self._keys is not None:
-                ring = await load_keys(self._keys)
-                self.codec = FieldEncryption(
-                    self._encrypt,
-                    ring,
-                    allow_plaintext=self._migrate_plaintext,
-                    decrypted_cache=self._decrypted_cache,
-                )
-                self.loader = DocumentLoader(self.documents, self.codec)
-                self._keys = None
+        await self.loader.prepare()
+
+
+def _check_options(storage: Storage, on_conflict: str, max_commit_attempts: int, document_cache: int) -> None:
+    if not isinstance(storage, Storage):
+        raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
+    if on_conflict not in ("merge", "raise"):
+        raise ValueError(f"on_conflict must be 'merge' or 'raise', got {on_conflict!r}")
+    if max_commit_attempts < 1:
+        raise ValueError(f"max_commit_attempts must be at least 1, got {max_commit_attempts!r}")
+    if document_cache < 0:
+        raise ValueError(f"document_cache must be 0 (off) or more documents, got {document_cache!r}")
+
+
+class _Encryption:
+    """The field-encryption options of a manager, checked, and the codec they make."""
+
+    def __init__(
+        self, paths: tuple[str, ...], keys: KeySource | None, migrate_plaintext: bool, decrypted_cache: int
+    ) -> None:
+        self.paths = paths
+        self.keys = keys
+        self.migrate_plaintext = migrate_plaintext
+        self.decrypted_cache = decrypted_cache
+
+    def check(self, known: set[str], codec: FieldCodec | None) -> None:
+        """Raise ValueError for options that cannot work together."""
+        if not self.paths:
+            if self.keys is not None:
+                raise ValueError("keys were given but no paths to encrypt; pass encrypt=[...]")
+            return
+        if codec is not None:
+            raise ValueError("pass either encrypt=[...] with keys, or a codec, not both")
+        if self.keys is None:
+            raise ValueError(
+                "encrypt=[...] needs keys: a KeyRing (e.g. KeyRing.from_env()) or a key provider"
+            )
+        FieldEncryption.check_paths(self.paths)
+        check_decrypted_cache(self.decrypted_cache)
+        encrypted = {parse(path)[0] for path in self.paths}
+        if not encrypted <= known:
+            raise ValueError(
+                f"encrypt names unknown scopes {', '.join(sorted(encrypted - known))}; scopes: "
+                f"{', '.join(sorted(known))} (temp is never stored, so it is never encrypted)"
+            )
+
+    def codec(self) -> FieldEncryption | None:
+        """The field encryption, if the keys are at hand (a KeyRing)."""
+        if not self.paths or not isinstance(self.keys, KeyRing):
+            return None
+        return self._with(self.keys)
+
+    def maker(self) -> Callable[[], Awaitable[FieldCodec]] | None:
+        """What makes the field encryption once a key provider gave the keys; None if not needed."""
+        keys = self.keys
+        if not self.paths or keys is None or isinstance(keys, KeyRing):
+            return None
+
+        async def make() -> FieldCodec:
+            return self._with(await load_keys(keys))
+
+        return make
+
+    def _with(self, ring: KeyRing) -> FieldEncryption:
+        return FieldEncryption(
+            self.paths, ring, allow_plaintext=self.migrate_plaintext, decrypted_cache=self.decrypted_cache
+        )
 
 
 def _secrets_guard(allowed: tuple[Path, ...]) -> ValueGuard:

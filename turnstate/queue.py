@@ -2,7 +2,8 @@
 
 Turns of one bot instance that change the same conversation at once would otherwise all write with the
 ETag they loaded, and all but one would conflict, re-read and retry. Queued, a commit that had to wait
-re-reads and merges first and then writes once. Other instances still race through ETags.
+re-reads and merges first and then writes once. Other instances still race through ETags. While only one
+turn of the manager is open, its commit has nobody to wait for and does not queue.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Collection
 class CommitQueue:
     """Who is committing which storage keys in this manager. Entries exist only while a commit runs."""
 
-    __slots__ = ("_held", "_waiting")
+    __slots__ = ("_held", "_waiting", "open_turns")
 
     def __init__(self) -> None:
+        self.open_turns = 0
+        """Turns loaded and not yet closed: while only one is, its commit need not queue."""
         self._held: dict[str, None] = {}
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         """The commits waiting for each held key that has any."""

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from turnstate import document
+from turnstate.config import TurnConfig
 from turnstate.crypto import Sealed
 from turnstate.errors import (
     CommitRetriesExhaustedError,
@@ -69,7 +70,7 @@ from turnstate.state import ScopeState, TurnState, UnreadableScope
 from turnstate.storage.base import WriteItem
 
 if TYPE_CHECKING:
-    from turnstate.manager import FieldCodec, StateManager
+    from turnstate.manager import FieldCodec
 
 log = logging.getLogger("turnstate")
 
@@ -124,9 +125,9 @@ class Turn:
     __slots__ = (
         "_activity",
         "_closed",
+        "_config",
         "_delivery",
         "_done_before",
-        "_manager",
         "_on_conflict",
         "_recorded",
         "_slots",
@@ -137,8 +138,8 @@ class Turn:
         "state",
     )
 
-    def __init__(self, manager: StateManager, activity: Any, on_conflict: OnConflict = None) -> None:
-        self._manager = manager
+    def __init__(self, config: TurnConfig, activity: Any, on_conflict: OnConflict = None) -> None:
+        self._config = config
         self._activity = activity
         self._on_conflict = on_conflict
         self._slots: list[_Slot] = []
@@ -170,21 +171,21 @@ class Turn:
 
     async def load(self) -> TurnState:
         """Read every available persisted scope in one storage call and build the turn's state."""
-        manager = self._manager
-        if manager.keys_pending:
-            await manager.load_keys()
+        config = self._config
+        if config.loader.waiting:
+            await config.loader.prepare()
         activity = self._activity
         ids = ids_of(activity)
         activity_id = self.activity_id = ids.activity
         token = self._token = (
-            SeenWindow.token(activity_id) if activity_id is not None and manager.window is not None else b""
+            SeenWindow.token(activity_id) if activity_id is not None and config.window is not None else b""
         )
-        plan = manager.plan(ids, activity)
+        plan = config.plan(ids, activity)
         scopes = dict(plan.unavailable)
-        items = await manager.storage.read(plan.keys) if plan.keys else {}
-        guard = manager.guard
+        items = await config.storage.read(plan.keys) if plan.keys else {}
+        guard = config.guard
         slots = self._slots
-        loader = manager.loader
+        loader = config.loader
         contains = SeenWindow.contains
         searched = None  # documents written by the same turns (a user in a 1:1 chat) hold equal windows
         recorded = False
@@ -221,18 +222,18 @@ class Turn:
                     spec, key, scope, item.value, item.etag, loaded.meta, seen, loaded.sealed, loaded.nested
                 )
             )
-        manager.stats.turns += 1
+        config.stats.turns += 1
         if recorded:
             self._recall(unreadable)
         if self.duplicate:
-            manager.stats.duplicates += 1
+            config.stats.duplicates += 1
             log.info(
                 "turnstate: activity %r was already committed; redelivery detected at load",
                 activity_id,
                 extra={"activity_id": activity_id},
             )
         self.state = TurnState(scopes, self.checkpoint, activity_id, self.resumed)
-        manager.open_turns += 1
+        config.commits.open_turns += 1
         return self.state
 
     __aenter__ = load
@@ -248,7 +249,7 @@ class Turn:
         whose windows cannot be read and which this turn never writes.
         """
         token = self._token
-        window = self._manager.window
+        window = self._config.window
         assert window is not None
         found = [(slot, SeenWindow.find(slot.seen, token)) for slot in self._slots]
         done = [f for _, f in found if f is not None and f.done]
@@ -284,8 +285,8 @@ class Turn:
         """
         if self._closed:
             raise TurnClosedError("this turn")
-        manager = self._manager
-        codec = manager.codec
+        config = self._config
+        codec = config.loader.codec
         pending = _pending(self._slots, codec)
         record = b""
         if self._token:  # only set when the manager keeps redelivery windows
@@ -293,7 +294,7 @@ class Turn:
                 pending = self._with_progress(pending)
             if not pending:
                 return
-            window = manager.window
+            window = config.window
             assert window is not None
             record = (
                 window.record(self._token, done_mark(self._done_before + len(pending)))
@@ -302,7 +303,7 @@ class Turn:
             )
         elif not pending:
             return
-        if manager.open_turns > 1:  # another turn of this manager may be committing the same documents
+        if config.commits.open_turns > 1:  # another turn of this manager may be committing the same documents
             await self._queued(pending, record, final, on_conflict)
         else:
             await self._write(pending, record, final, on_conflict)
@@ -314,16 +315,16 @@ class Turn:
         final: bool,
         on_conflict: OnConflict,
     ) -> None:
-        manager = self._manager
+        config = self._config
         items, batch = self._items(pending, record)
         try:
-            etags = await manager.storage.write(items)
+            etags = await config.storage.write(items)
         except PreconditionFailedError as exc:
             await self._resolve(exc, pending, items, batch, record, final, on_conflict)
             return
         self._written(batch, etags, final)
-        manager.stats.commits += 1
-        manager.stats.writes += len(pending)
+        config.stats.commits += 1
+        config.stats.writes += len(pending)
 
     async def _queued(
         self,
@@ -334,7 +335,7 @@ class Turn:
     ) -> None:
         """Write ``pending`` once no other commit of this manager holds any of its documents."""
         keys = [slot.key for slot, _, _ in pending]
-        queue = self._manager.commits
+        queue = self._config.commits
         if not queue.enter_now(keys):
             await queue.enter(keys)
             try:
@@ -356,13 +357,13 @@ class Turn:
         on_conflict: OnConflict,
     ) -> list[_Pending]:
         """What is left to write after waiting for another commit of this manager to the same documents."""
-        manager = self._manager
-        if (on_conflict or manager.on_conflict) == "raise":
+        config = self._config
+        if (on_conflict or config.on_conflict) == "raise":
             return pending  # the write conflicts and the caller re-runs the turn
         # the turn before may have written these documents: merge onto what is stored, then write once
         slots = [slot for slot, _, _ in pending]
         dropped = await self._rebase(slots, final)
-        left = _pending(slots, manager.codec, forced=final and bool(record))
+        left = _pending(slots, config.loader.codec, forced=final and bool(record))
         if not left and dropped:
             raise self._duplicate_at_commit(slots[0].key)
         return left
@@ -379,14 +380,14 @@ class Turn:
     ) -> None:
         """Settle a write of ``pending`` that conflicted: re-read, merge and write again until it holds,
         backing off from the second conflict on."""
-        manager = self._manager
+        config = self._config
         attempt = 1
         wrote: list[str] = []
         dropped = False
         cycle = 0.0
         while True:
             exc = conflict
-            manager.stats.conflicts += 1
+            config.stats.conflicts += 1
             log.info(
                 "turnstate: commit conflict on %s (attempt %d)",
                 exc.keys,
@@ -395,11 +396,11 @@ class Turn:
             )
             self._written([b for b in batch if b[0].key in exc.written], exc.written, final)
             wrote += (key for key in items if key in exc.written)
-            if (on_conflict or manager.on_conflict) == "raise" and not wrote:
+            if (on_conflict or config.on_conflict) == "raise" and not wrote:
                 raise exc  # the caller re-runs the turn; once part of it is written, the rest is merged
             unwritten = [slot for slot, _, _ in pending if slot.key not in exc.written]
-            if attempt >= manager.max_commit_attempts:
-                manager.stats.gave_up += 1
+            if attempt >= config.max_commit_attempts:
+                config.stats.gave_up += 1
                 log.warning(
                     "turnstate: gave up committing %s after %d attempts; written: %s",
                     exc.keys,
@@ -410,11 +411,11 @@ class Turn:
                 raise CommitRetriesExhaustedError(
                     exc.keys, attempt, written=wrote, unwritten=[slot.key for slot in unwritten]
                 ) from exc
-            manager.stats.retries += 1
+            config.stats.retries += 1
             if attempt > 1:
                 # back off before re-reading, so the retry writes right after its read; the window grows
                 # from what one read-and-write cycle took, so it suits the storage's latency
-                unit = max(manager.backoff, time.monotonic() - cycle)
+                unit = max(config.backoff, time.monotonic() - cycle)
                 await asyncio.sleep(random.uniform(0, min(unit * 2 ** (attempt - 1), _MAX_BACKOFF)))
             cycle = time.monotonic()
             if await self._rebase([slot for slot in unwritten if slot.key in exc.keys], final):
@@ -422,7 +423,7 @@ class Turn:
                 unwritten = [slot for slot in unwritten if not slot.done]
             # a slot of the final commit is written even if the merge left its fields as stored: its
             # window must record the activity as done
-            pending = _pending(unwritten, manager.codec, forced=final and bool(record))
+            pending = _pending(unwritten, config.loader.codec, forced=final and bool(record))
             if not pending:
                 if dropped and not wrote:
                     raise self._duplicate_at_commit(exc.keys[0]) from None
@@ -430,18 +431,18 @@ class Turn:
             attempt += 1
             items, batch = self._items(pending, record)
             try:
-                etags = await manager.storage.write(items)
+                etags = await config.storage.write(items)
             except PreconditionFailedError as again:
                 conflict = again
                 continue
             self._written(batch, etags, final)
-            manager.stats.commits += 1
-            manager.stats.writes += len(pending)
+            config.stats.commits += 1
+            config.stats.writes += len(pending)
             return
 
     def _progress(self) -> bytes:
         """The in-progress record (and its companion naming this delivery) a checkpoint writes."""
-        window = self._manager.window
+        window = self._config.window
         assert window is not None
         if not self._delivery:
             self._delivery = SeenWindow.delivery()
@@ -451,10 +452,10 @@ class Turn:
         """``pending`` and every other document holding this activity's in-progress record."""
         changed = {slot.key for slot, _, _ in pending}
         rest = [s for s in self._slots if s.progress and not s.done and s.key not in changed]
-        return pending + _pending(rest, self._manager.codec, forced=True) if rest else pending
+        return pending + _pending(rest, self._config.loader.codec, forced=True) if rest else pending
 
     def _duplicate_at_commit(self, key: str) -> DuplicateActivityError:
-        self._manager.stats.duplicates += 1
+        self._config.stats.duplicates += 1
         log.info(
             "turnstate: activity %r was committed by a concurrent delivery; dropping this one",
             self.activity_id,
@@ -464,11 +465,11 @@ class Turn:
 
     def _items(self, pending: list[_Pending], record: bytes) -> tuple[dict[str, WriteItem], list[_Written]]:
         """The write batch for ``pending``, and each slot with the document and window it will then hold."""
-        manager = self._manager
-        window = manager.window if record else None
+        config = self._config
+        window = config.window if record else None
         scrub = self._token if self._recorded else b""
         encode = document.encode
-        loader = manager.loader
+        loader = config.loader
         items: dict[str, WriteItem] = {}
         batch: list[_Written] = []
         before: bytes | None = None  # the last window extended, and the result
@@ -524,9 +525,9 @@ class Turn:
         changes are dropped (a checkpoint raises DuplicateActivityError instead). A concurrent delivery's
         checkpoint raises ConcurrentDeliveryError: only one delivery may carry an activity forward.
         """
-        manager = self._manager
-        fresh = await manager.storage.read([slot.key for slot in slots])
-        codec = manager.codec
+        config = self._config
+        fresh = await config.storage.read([slot.key for slot in slots])
+        codec = config.loader.codec
         merged: list[
             tuple[_Slot, dict[str, Any], bytes, str | None, document.Document | None, Sealed | None]
         ] = []
@@ -554,10 +555,10 @@ class Turn:
             if codec is not None and slot.spec.name in codec.scopes:
                 base = codec.decrypt_data(slot.spec.name, slot.key, base)
             result = merge(
-                slot.spec.name, base, slot.scope._data, theirs, manager.policies, slot.scope._deltas
+                slot.spec.name, base, slot.scope._data, theirs, config.policies, slot.scope._deltas
             )
             if result.conflicts:
-                manager.stats.merge_conflicts += 1
+                config.stats.merge_conflicts += 1
                 log.info(
                     "turnstate: merge conflict under policy 'raise' in %r at %s",
                     slot.key,
@@ -570,7 +571,7 @@ class Turn:
         for slot, data, theirs_bytes, etag, doc, sealed in merged:
             slot.sealed = sealed
             slot.nested = None
-            manager.stats.merges += 1
+            config.stats.merges += 1
             slot.scope._data.clear()
             slot.scope._data.update(data)
             slot.scope._touched = True
@@ -606,13 +607,13 @@ class Turn:
     def discard(self) -> None:
         """Drop every uncommitted change and close the state."""
         if not self._closed:
-            self._manager.stats.discards += 1
+            self._config.stats.discards += 1
         self.close()
 
     def close(self) -> None:
         """End the turn: further use of its state raises TurnClosedError."""
         if not self._closed and self.state is not None:
-            self._manager.open_turns -= 1
+            self._config.commits.open_turns -= 1
         self._closed = True
         if self.state is not None:
             self.state._close()
