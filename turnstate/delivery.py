@@ -1,0 +1,103 @@
+"""One delivery of an activity, and what the windows say earlier or concurrent deliveries of it did.
+
+The records themselves are :mod:`turnstate.redelivery`'s; this module decides from them whether a
+delivery is a duplicate, which documents it must leave alone, and what its commits record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from turnstate.errors import ConcurrentDeliveryError
+from turnstate.redelivery import SeenWindow, done_mark
+from turnstate.slot import Slot
+
+log = logging.getLogger("turnstate")
+
+
+class Delivery:
+    """This delivery of the activity ``activity_id`` (None: an activity without an id, never recorded).
+
+    ``token`` is what its records are searched by (empty when there is nothing to record: no id, or
+    redelivery detection is off).
+    """
+
+    __slots__ = ("_name", "activity_id", "done_before", "duplicate", "recorded", "resumed", "token")
+
+    def __init__(self, activity_id: str | None, window: SeenWindow | None) -> None:
+        self.activity_id = activity_id
+        self.token = SeenWindow.token(activity_id) if activity_id is not None and window is not None else b""
+        self.duplicate = False
+        """The activity is done in every document its earlier deliveries changed."""
+        self.resumed = False
+        """An earlier delivery got part of the way; this one finishes."""
+        self.recorded = False
+        """Some document holds a record of the activity (found at load, or written by a checkpoint)."""
+        self.done_before = 0
+        """How many loaded documents say the activity is done in them."""
+        self._name = b""
+
+    def recall(self, slots: Sequence[Slot], window: SeenWindow, unreadable: int) -> None:
+        """Work out from the loaded windows how far earlier deliveries of this activity got.
+
+        A done record says in how many documents the activity is done in all; it is a duplicate when that
+        many loaded documents hold one. Otherwise the documents where it is done keep what they hold and
+        the handler runs again for the rest. A document without a record of it, whose window may have
+        trimmed one (it is full, and its oldest record is no older than the activity's done records), is
+        treated as done too: its change is never applied twice. So is each of the ``unreadable``
+        documents, whose windows cannot be read and which the turn never writes.
+        """
+        found = [(slot, SeenWindow.find(slot.seen, self.token)) for slot in slots]
+        done = [f for _, f in found if f is not None and f.done]
+        counts = [f.documents for f in done]
+        since = min((f.stamp for f in done), default=None)
+        for slot, f in found:
+            if f is not None:
+                slot.done = f.done
+                slot.progress = not f.done
+            elif since is not None and window.may_have_dropped(slot.seen, since):
+                slot.done = True
+        self.done_before = len(done)
+        self.recorded = True
+        if done and (None in counts or len(done) + unreadable >= max(c for c in counts if c is not None)):
+            self.duplicate = True
+        else:
+            self.resumed = True
+
+    def record(self, window: SeenWindow, final: bool, writes: int) -> bytes:
+        """The record a commit writing ``writes`` documents adds to each: done for the final commit (in how
+        many documents, counting those done before), in progress for a checkpoint."""
+        if final:
+            return window.record(self.token, done_mark(self.done_before + writes))
+        if not self._name:
+            self._name = SeenWindow.delivery()
+        return window.progress(self.token, self._name)
+
+    def wrote(self, slot: Slot, final: bool) -> None:
+        """``slot``'s document now holds this delivery's record."""
+        if not final:
+            slot.progress = self.recorded = True
+
+    def done_elsewhere(self, slot: Slot, stored: bytes) -> bool:
+        """Whether another delivery of this activity is done in ``slot``'s document, whose window is now
+        ``stored``. Raises ConcurrentDeliveryError if another delivery checkpointed there instead: only one
+        delivery may carry an activity forward."""
+        token = self.token
+        theirs = SeenWindow.find(stored, token)
+        if theirs is None:
+            return False
+        ours = SeenWindow.find(slot.seen, token)
+        if theirs.done:
+            if ours is not None and ours.done:
+                return False  # as it was at load
+            log.info(
+                "turnstate: activity %r is done in %r by a concurrent delivery; keeping what it wrote",
+                self.activity_id,
+                slot.key,
+                extra={"activity_id": self.activity_id, "key": slot.key},
+            )
+            return True
+        if ours is not None and not ours.done and ours.delivery == theirs.delivery:
+            return False  # the in-progress record this turn loaded or wrote itself
+        raise ConcurrentDeliveryError(self.activity_id or "", slot.key)
