@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from turnstate import document
 from turnstate.cache import DocumentCache
+from turnstate.codec import FieldCodec
 from turnstate.crypto import FieldEncryption, Sealed
-
-if TYPE_CHECKING:
-    from turnstate.manager import FieldCodec
 
 
 class Loaded(msgspec.Struct, gc=False):

@@ -7,11 +7,12 @@ activity; everything a turn works on lives in the Turn.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from turnstate.cache import DocumentCache
+from turnstate.codec import FieldCodec
 from turnstate.config import TurnConfig, TurnPlan
-from turnstate.crypto import FieldEncryption, Sealed, check_decrypted_cache
+from turnstate.crypto import FieldEncryption, check_decrypted_cache
 from turnstate.errors import SecretValueError, StateError
 from turnstate.keyring import KeyRing, KeySource, load_keys
 from turnstate.keys import KeyResult, KeyScheme, TurnIds
@@ -26,21 +27,6 @@ from turnstate.state import ScopeState, UnavailableScope, ValueGuard
 from turnstate.stats import Stats
 from turnstate.storage.base import Storage
 from turnstate.turn import Turn
-
-
-class FieldCodec(Protocol):
-    """Transforms a scope's fields between their stored and their working form (field encryption)."""
-
-    @property
-    def scopes(self) -> frozenset[str]: ...
-
-    def decrypt_data(
-        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
-    ) -> dict[str, Any]: ...
-
-    def encrypt_data(
-        self, scope: str, storage_key: str, data: dict[str, Any], sealed: Sealed | None = None
-    ) -> dict[str, Any]: ...
 
 
 class StateManager:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from turnstate import document
+from turnstate.codec import FieldCodec
 from turnstate.crypto import Sealed
 from turnstate.scopes import ScopeSpec
 from turnstate.state import ScopeState
-
-if TYPE_CHECKING:
-    from turnstate.manager import FieldCodec
 
 NO_META: dict[str, msgspec.Raw] = {}
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from turnstate.activity import Activity, ChannelAccount
 from turnstate.state import TurnState
-
-if TYPE_CHECKING:
-    from turnstate.runtime.bot import Bot
 
 
 class TurnContext:
@@ -19,8 +16,9 @@ class TurnContext:
 
     __slots__ = ("activity", "bot", "replies", "state")
 
-    def __init__(self, bot: Bot, activity: Activity) -> None:
+    def __init__(self, bot: Any, activity: Activity) -> None:
         self.bot = bot
+        """The :class:`~turnstate.runtime.Bot` running this turn."""
         self.activity = activity
         self.state: TurnState | None = None
         self.replies: list[dict[str, Any]] = []
