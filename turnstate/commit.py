@@ -14,8 +14,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import msgspec
 
 from turnstate import document
 from turnstate.config import TurnConfig
@@ -40,36 +42,23 @@ _Written = tuple[Slot, bytes, bytes]
 """A scope in a write batch: its slot, the document written, and the redelivery window in it."""
 
 
-class Commit:
-    """One commit of a turn: the final one, or a checkpoint (``final`` False).
+class Commit(msgspec.Struct, gc=False):
+    """One commit of a turn: the final one, or a checkpoint (``final`` False)."""
 
-    ``record`` is the redelivery record it adds to every document it writes (empty: none).
-    """
+    config: TurnConfig
+    delivery: Delivery
+    final: bool
+    raising: bool
+    """On conflict, raise PreconditionFailedError (while nothing is written) instead of merging."""
+    record: bytes
+    """The redelivery record it adds to every document it writes (empty: none)."""
 
-    __slots__ = ("config", "delivery", "final", "raising", "record")
-
-    def __init__(
-        self,
-        config: TurnConfig,
-        delivery: Delivery,
-        *,
-        final: bool,
-        on_conflict: Literal["merge", "raise"],
-        record: bytes,
-    ) -> None:
-        self.config = config
-        self.delivery = delivery
-        self.final = final
-        self.raising = on_conflict == "raise"
-        self.record = record
-
-    async def run(self, changed: list[Pending]) -> None:
-        """Write ``changed``, queueing behind other commits of the manager while more than one turn of it
-        is open."""
+    def run(self, changed: list[Pending]) -> Coroutine[Any, Any, None]:
+        """Write ``changed`` (await the result), queueing behind other commits of the manager while more
+        than one turn of it is open."""
         if self.config.commits.open_turns > 1:
-            await self._queued(changed)
-        else:
-            await self._write(changed)
+            return self._queued(changed)
+        return self._write(changed)
 
     async def _write(self, changed: list[Pending]) -> None:
         config = self.config
@@ -249,13 +238,13 @@ class Commit:
 
     def _written(self, done: list[_Written], etags: Mapping[str, str]) -> None:
         delivery = self.delivery
-        final = self.final
+        checkpoint = not self.final and delivery.token
         for slot, value, window_text in done:
             slot.loaded = value
             slot.etag = etags[slot.key]
             slot.seen = window_text
-            if delivery.token:
-                delivery.wrote(slot, final)
+            if checkpoint:
+                delivery.wrote(slot)
 
     async def _rebase(self, slots: list[Slot]) -> bool:
         """Re-read conflicting scopes and merge this turn's changes onto what is stored now.

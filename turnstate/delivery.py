@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import msgspec
+
 from turnstate.errors import ConcurrentDeliveryError
 from turnstate.redelivery import SeenWindow, done_mark
 from turnstate.slot import Slot
@@ -16,27 +18,26 @@ from turnstate.slot import Slot
 log = logging.getLogger("turnstate")
 
 
-class Delivery:
+class Delivery(msgspec.Struct, gc=False):
     """This delivery of the activity ``activity_id`` (None: an activity without an id, never recorded).
 
-    ``token`` is what its records are searched by (empty when there is nothing to record: no id, or
-    redelivery detection is off).
+    Made by :func:`delivery_of`.
     """
 
-    __slots__ = ("_name", "activity_id", "done_before", "duplicate", "recorded", "resumed", "token")
-
-    def __init__(self, activity_id: str | None, window: SeenWindow | None) -> None:
-        self.activity_id = activity_id
-        self.token = SeenWindow.token(activity_id) if activity_id is not None and window is not None else b""
-        self.duplicate = False
-        """The activity is done in every document its earlier deliveries changed."""
-        self.resumed = False
-        """An earlier delivery got part of the way; this one finishes."""
-        self.recorded = False
-        """Some document holds a record of the activity (found at load, or written by a checkpoint)."""
-        self.done_before = 0
-        """How many loaded documents say the activity is done in them."""
-        self._name = b""
+    activity_id: str | None
+    token: bytes
+    """What its records are searched by (empty when there is nothing to record: no id, or redelivery
+    detection is off)."""
+    duplicate: bool = False
+    """The activity is done in every document its earlier deliveries changed."""
+    resumed: bool = False
+    """An earlier delivery got part of the way; this one finishes."""
+    recorded: bool = False
+    """Some document holds a record of the activity (found at load, or written by a checkpoint)."""
+    done_before: int = 0
+    """How many loaded documents say the activity is done in them."""
+    name: bytes = b""
+    """This delivery's name in its in-progress records (made by its first checkpoint)."""
 
     def recall(self, slots: Sequence[Slot], window: SeenWindow, unreadable: int) -> None:
         """Work out from the loaded windows how far earlier deliveries of this activity got.
@@ -70,14 +71,13 @@ class Delivery:
         many documents, counting those done before), in progress for a checkpoint."""
         if final:
             return window.record(self.token, done_mark(self.done_before + writes))
-        if not self._name:
-            self._name = SeenWindow.delivery()
-        return window.progress(self.token, self._name)
+        if not self.name:
+            self.name = SeenWindow.delivery()
+        return window.progress(self.token, self.name)
 
-    def wrote(self, slot: Slot, final: bool) -> None:
-        """``slot``'s document now holds this delivery's record."""
-        if not final:
-            slot.progress = self.recorded = True
+    def wrote(self, slot: Slot) -> None:
+        """``slot``'s document now holds this delivery's in-progress record (a checkpoint wrote it)."""
+        slot.progress = self.recorded = True
 
     def done_elsewhere(self, slot: Slot, stored: bytes) -> bool:
         """Whether another delivery of this activity is done in ``slot``'s document, whose window is now
@@ -101,3 +101,9 @@ class Delivery:
         if ours is not None and not ours.done and ours.delivery == theirs.delivery:
             return False  # the in-progress record this turn loaded or wrote itself
         raise ConcurrentDeliveryError(self.activity_id or "", slot.key)
+
+
+def delivery_of(activity_id: str | None, window: SeenWindow | None) -> Delivery:
+    """The delivery of ``activity_id``, recorded in ``window`` (None: redelivery detection is off)."""
+    token = SeenWindow.token(activity_id) if activity_id is not None and window is not None else b""
+    return Delivery(activity_id, token)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from turnstate import document
 from turnstate.commit import Commit
 from turnstate.config import TurnConfig
-from turnstate.delivery import Delivery
+from turnstate.delivery import delivery_of
 from turnstate.errors import CorruptDocumentError, EncryptionError, TurnClosedError
 from turnstate.keys import ids_of
 from turnstate.redelivery import SeenWindow
@@ -39,7 +39,7 @@ OnConflict = Literal["merge", "raise"] | None
 """A commit's conflict handling: merge and retry, raise, or (None) the manager's setting."""
 
 
-_NOT_LOADED = Delivery(None, None)
+_NOT_LOADED = delivery_of(None, None)
 """A turn's delivery until it loads: no id, nothing recorded (never changed)."""
 
 
@@ -91,7 +91,7 @@ class Turn:
             await config.loader.prepare()
         activity = self._activity
         ids = ids_of(activity)
-        delivery = self._delivery = Delivery(ids.activity, config.window)
+        delivery = self._delivery = delivery_of(ids.activity, config.window)
         plan = config.plan(ids, activity)
         scopes = dict(plan.unavailable)
         items = await config.storage.read(plan.keys) if plan.keys else {}
@@ -173,7 +173,7 @@ class Turn:
         elif not changed:
             return
         mode = on_conflict or config.on_conflict
-        await Commit(config, delivery, final=final, on_conflict=mode, record=record).run(changed)
+        await Commit(config, delivery, final, mode == "raise", record).run(changed)
 
     def _with_progress(self, changed: list[Pending]) -> list[Pending]:
         """``changed`` and every other document holding this activity's in-progress record."""
