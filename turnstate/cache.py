@@ -48,6 +48,25 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _flat(data: dict[str, Any], data_bytes: bytes, shared: Collection[str]) -> bool:
+    """Whether ``data``, encoded as ``data_bytes``, holds no object or list but the ``shared`` envelopes."""
+    # fields with no '{' after the opening one and no '[' hold no object or list (a string holding either
+    # only costs a walk); [r]partition, unlike find, has no optional arguments to parse
+    if data_bytes.partition(b"[")[1]:
+        return False
+    if not data_bytes.rpartition(b"{")[0]:
+        return True
+    if not shared:
+        return False
+    # each envelope holds exactly one '{' (its text is base64); if they account for every '{' after the
+    # opening one, no other field holds an object
+    envelopes = 0
+    for name in shared:
+        if type(data.get(name)) is dict:
+            envelopes += 1
+    return data_bytes.count(b"{") == envelopes + 1
+
+
 class DocumentCache:
     """Decoded documents by storage key: at most ``max_entries`` of them (the least recently written go
     first), each at most ``max_document_bytes`` in its stored form (larger ones are decoded every time).
@@ -158,22 +177,9 @@ class DocumentCache:
                 return  # a field named is gone, or too deep to copy: not kept
             entries[key] = KeptDocument(value, copy, objects, meta, seen, opener, state)
             return
-        # fields with no '{' after the opening one and no '[' hold no object or list (a string holding
-        # either only costs the walk below); [r]partition, unlike find, has no optional arguments to parse
-        if data_bytes is not None and not data_bytes.partition(b"[")[1]:
-            if not data_bytes.rpartition(b"{")[0]:
-                entries[key] = KeptDocument(value, data.copy(), (), meta, seen, opener, state)
-                return
-            if shared and opener is None:
-                # each envelope holds exactly one '{' (its text is base64); if they account for every '{'
-                # after the opening one, no other field holds an object
-                envelopes = 0
-                for name in shared:
-                    if type(data.get(name)) is dict:
-                        envelopes += 1
-                if data_bytes.count(b"{") == envelopes + 1:
-                    entries[key] = KeptDocument(value, data.copy(), (), meta, seen, None, state)
-                    return
+        if data_bytes is not None and _flat(data, data_bytes, shared if opener is None else ()):
+            entries[key] = KeptDocument(value, data.copy(), (), meta, seen, opener, state)
+            return
         # an opener's fields are walked: once opened, an encrypted field may hold anything
         copy = data.copy()
         nested = []

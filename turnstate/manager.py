@@ -82,13 +82,8 @@ class StateManager:
         document_cache: int = 1024,
         decrypted_cache: int = 4096,
     ) -> None:
-        _check_options(storage, on_conflict, max_commit_attempts, document_cache)
         enabled = tuple(builtin_scopes)
-        unknown = set(enabled) - set(BUILTIN_SCOPES)
-        if unknown:
-            raise ValueError(
-                f"builtin_scopes takes {', '.join(BUILTIN_SCOPES)}; got {', '.join(sorted(unknown))}"
-            )
+        _check_options(storage, enabled, on_conflict, max_commit_attempts, document_cache)
         self.storage = storage
         self.key_scheme = key_scheme or KeyScheme()
         specs = build_specs(self.key_scheme, tuple(scopes), dict(ttl or {}))
@@ -116,18 +111,9 @@ class StateManager:
         self.stats = Stats()
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
         self.config = TurnConfig(
-            storage=storage,
-            plan=self.plan,
-            loader=self.loader,
-            window=self.window,
-            policies=self.policies,
-            on_conflict=on_conflict,
-            max_commit_attempts=max_commit_attempts,
-            backoff=backoff,
-            guard=self.guard,
-            commits=CommitQueue(),
-            stats=self.stats,
-        )
+            storage, self.plan, self.loader, self.window, self.policies, on_conflict, max_commit_attempts,
+            backoff, self.guard, CommitQueue(), self.stats,
+        )  # fmt: skip
         """What each of this manager's turns works with."""
 
     @property
@@ -182,7 +168,18 @@ class StateManager:
         await self.loader.prepare()
 
 
-def _check_options(storage: Storage, on_conflict: str, max_commit_attempts: int, document_cache: int) -> None:
+def _check_options(
+    storage: Storage,
+    enabled: tuple[str, ...],
+    on_conflict: str,
+    max_commit_attempts: int,
+    document_cache: int,
+) -> None:
+    unknown = set(enabled) - set(BUILTIN_SCOPES)
+    if unknown:
+        raise ValueError(
+            f"builtin_scopes takes {', '.join(BUILTIN_SCOPES)}; got {', '.join(sorted(unknown))}"
+        )
     if not isinstance(storage, Storage):
         raise TypeError(f"storage must be a turnstate Storage, got {type(storage).__name__}")
     if on_conflict not in ("merge", "raise"):
