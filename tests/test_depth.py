@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.activities import message
-from turnstate import CorruptDocumentError, MemoryStorage, StateManager, StateValueError
+from turnstate import CorruptDocumentError, KeyRing, MemoryStorage, StateManager, StateValueError
 from turnstate.document import MAX_DEPTH
 from turnstate.storage.base import WriteItem
 
@@ -85,8 +85,9 @@ async def test_a_live_list_deepened_in_place_is_refused_at_commit_and_nothing_is
         state.conversation.set("log", [])
         state.user.set("name", "ann")
     before = await storage.read(list(await _keys(storage)))
+    refused = rf"'conversation\.log\.0(\.0)*'.*more than {MAX_DEPTH} levels"
     for levels in (MAX_DEPTH + 1, 5000):
-        with pytest.raises(StateValueError, match=rf"'log\.0(\.0)*'.*more than {MAX_DEPTH} levels"):
+        with pytest.raises(StateValueError, match=refused):
             async with manager.turn(message()) as state:
                 state.user.set("name", "bob")
                 log = state.conversation.get("log")
@@ -95,6 +96,19 @@ async def test_a_live_list_deepened_in_place_is_refused_at_commit_and_nothing_is
     async with manager.turn(message()) as state:
         assert state.conversation.get("log") == []
         assert state.user.get("name") == "ann"
+
+
+async def test_a_live_list_deepened_in_an_encrypted_scope_is_refused_at_commit() -> None:
+    storage = MemoryStorage()
+    manager = StateManager(storage, encrypt=["user.email"], keys=KeyRing({"k1": bytes(range(32))}))
+    async with manager.turn(message()) as state:
+        state.user.set("email", "ann@example.com")
+        state.user.set("log", [])
+    before = await storage.read(await _keys(storage))
+    with pytest.raises(StateValueError, match=rf"'log\.0(\.0)*'.*more than {MAX_DEPTH} levels"):
+        async with manager.turn(message()) as state:
+            state.user.get("log").append(nested(MAX_DEPTH))
+    assert await storage.read(list(before)) == before
 
 
 async def test_a_document_deeper_than_the_limit_is_corrupt_even_from_deep_in_the_stack() -> None:

@@ -46,8 +46,17 @@ def json_depth(value: bytes) -> int:
     return max(accumulate(memoryview(steps).cast("b")), default=0)
 
 
-def _may_nest_past(value: bytes, depth: int) -> bool:
-    """Whether ``value`` might nest deeper than ``depth``: a quick count that rules out most documents."""
+held: dict[int, tuple[dict[str, Any], str]] = {}
+"""The fields of each scope whose live objects or lists a handler holds, by ``id``, with the scope's name:
+the handler may have nested them deeper in place, so a commit checks their depth while any are held
+(holding the fields keeps their ``id`` from being reused). Entries go when the turn's state closes."""
+
+
+def _may_nest_past(value: bytes, depth: int, start: int) -> bool:
+    """Whether ``value`` might nest deeper than ``depth``, by quick tests that rule out most documents: no
+    bracket after the object opening at ``start`` (memchr, cheap on every turn), or too few brackets."""
+    if value.find(b"[", start) < 0 and value.find(b"{", start + 1) < 0:
+        return False
     return value.count(b"{") + value.count(b"[") > depth
 
 
@@ -90,7 +99,7 @@ class Document(msgspec.Struct, gc=False):
 def decode(key: str, value: bytes) -> Document:
     """Decode stored bytes; raise CorruptDocumentError naming ``key`` if they are not our document, or
     if its fields nest deeper than :data:`MAX_DEPTH`."""
-    if _may_nest_past(value, _DOCUMENT_DEPTH) and json_depth(value) > _DOCUMENT_DEPTH:
+    if _may_nest_past(value, _DOCUMENT_DEPTH, _DATA_AT) and json_depth(value) > _DOCUMENT_DEPTH:
         raise CorruptDocumentError(
             key,
             f"nested too deeply: its objects and lists nest more than {MAX_DEPTH} levels deep, past what "
@@ -151,7 +160,9 @@ def changed_fields(stored: bytes, data: dict[str, Any], scope: str | None = None
     except RecursionError:
         _check_depth(data, scope)
         raise  # not the value: the stack was nearly used up before the commit began
-    if _may_nest_past(data_bytes, MAX_DEPTH + 1) and json_depth(data_bytes) > MAX_DEPTH + 1:
+    # set() checked every value it stored, and a load every document: only objects and lists handed out
+    # live can have grown deeper. ``data`` may be a codec's copy of held fields, so any holder counts.
+    if held and _may_nest_past(data_bytes, MAX_DEPTH + 1, 0) and json_depth(data_bytes) > MAX_DEPTH + 1:
         _check_depth(data, scope)
     if stored.startswith(data_bytes, _DATA_AT) and stored.startswith(_PREFIX):
         return None
@@ -160,6 +171,9 @@ def changed_fields(stored: bytes, data: dict[str, Any], scope: str | None = None
 
 def _check_depth(data: dict[str, Any], scope: str | None) -> None:
     """Raise StateValueError naming the first path in ``data`` nested deeper than :data:`MAX_DEPTH`."""
+    entry = held.get(id(data))
+    if scope is None and entry is not None and entry[0] is data:
+        scope = entry[1]
     for name, value in data.items():
         found = _too_deep(value, MAX_DEPTH)
         if found is not None:
