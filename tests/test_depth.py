@@ -4,6 +4,7 @@ deep to read are reported as corrupt, from however deep in the stack a turn runs
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from tests.activities import message
 from turnstate import CorruptDocumentError, KeyRing, MemoryStorage, StateManager, StateValueError
 from turnstate.document import MAX_DEPTH
 from turnstate.storage.base import WriteItem
+from turnstate.storage.file import FileStorage
 
 STACK = 800
 """Frames a turn runs below the test in the deep-stack tests: most of Python's default limit of 1000."""
@@ -56,12 +58,15 @@ async def test_objects_along_a_path_count_towards_the_limit(manager: StateManage
             state.set_value("conversation.x.y", {"z": nested(MAX_DEPTH - 1)})
         with pytest.raises(StateValueError, match=rf"'user\.t'.*{MAX_DEPTH}"):
             state.set_value("user.t", (nested(MAX_DEPTH),))
-        long_path = ".".join(["p"] * (MAX_DEPTH + 1))
+        # a path of n segments puts n - 1 objects above its value
+        long_path = ".".join(["p"] * (MAX_DEPTH + 2))
         with pytest.raises(StateValueError, match=rf"{MAX_DEPTH}"):
             state.user.set(long_path, 1)
         with pytest.raises(StateValueError, match=rf"{MAX_DEPTH}"):
             state.user.incr(long_path)
-        state.user.set(".".join(["p"] * MAX_DEPTH), 1)
+        with pytest.raises(StateValueError, match=rf"{MAX_DEPTH}"):
+            state.user.set(".".join(["p"] * (MAX_DEPTH + 1)), [])
+        state.user.set(".".join(["p"] * (MAX_DEPTH + 1)), 1)
         assert not state.conversation.has("a.c")
         assert not state.conversation.has("x")
         assert not state.user.has("t")
@@ -109,6 +114,27 @@ async def test_a_live_list_deepened_in_an_encrypted_scope_is_refused_at_commit()
         async with manager.turn(message()) as state:
             state.user.get("log").append(nested(MAX_DEPTH))
     assert await storage.read(list(before)) == before
+
+
+@pytest.mark.parametrize("storage_kind", ["memory", "file"])
+async def test_state_at_the_limit_is_written_and_read_from_deep_in_the_stack(
+    storage_kind: str, tmp_path: Path
+) -> None:
+    storage = MemoryStorage() if storage_kind == "memory" else FileStorage(tmp_path)
+    manager = StateManager(storage)
+    deepest = {"a": nested(MAX_DEPTH - 1), "b": [{"c": nested(MAX_DEPTH - 3)}]}
+
+    async def write() -> None:
+        async with manager.turn(message()) as state:
+            state.conversation.set("deepest", deepest)
+            state.user.set(".".join(["p"] * (MAX_DEPTH + 1)), 1)
+
+    async def read() -> tuple[Any, Any]:
+        async with StateManager(storage, document_cache=0).turn(message()) as state:
+            return state.conversation.get("deepest"), state.user.get(".".join(["p"] * (MAX_DEPTH + 1)))
+
+    await below(STACK, write)
+    assert await below(STACK, read) == (deepest, 1)
 
 
 async def test_a_document_deeper_than_the_limit_is_corrupt_even_from_deep_in_the_stack() -> None:

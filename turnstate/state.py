@@ -152,7 +152,7 @@ class ScopeState:
             self._touched = True
             if len(parts) > 1:
                 self._shaped = True
-                if len(parts) > MAX_DEPTH:
+                if len(parts) > MAX_DEPTH + 1:  # an object for each segment but the last
                     raise _too_deep(self.name, path)
         node = self._data
         for segment in parts[:-1]:
