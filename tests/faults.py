@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.activities import message
-from turnstate import DuplicateActivityError, Scope, StateManager
+from turnstate import Activity, DuplicateActivityError, Scope, StateManager
 from turnstate.runtime import Bot, TurnContext
 from turnstate.state import TurnState
 from turnstate.storage.base import Storage, StoredItem, WriteItem
@@ -43,10 +43,9 @@ class Injected(Exception):
     """The failure a schedule injects (a crash, a lost connection, a failing handler)."""
 
 
-def _incident_of(activity: Any) -> str:
-    conversation = activity["conversation"] if isinstance(activity, dict) else activity.conversation
-    ident = conversation["id"] if isinstance(conversation, dict) else conversation.id
-    return f"incident-of-{ident}"
+def _incident_of(activity: Activity) -> str:
+    conversation = activity.conversation
+    return f"incident-of-{conversation.id if conversation is not None else None}"
 
 
 INCIDENT = Scope("incident", key=_incident_of)

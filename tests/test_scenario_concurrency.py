@@ -78,7 +78,7 @@ async def test_document_level_last_writer_wins_loses_updates_on_the_same_schedul
 
 
 def incident() -> Scope:
-    return Scope("incident", key=lambda a: a["value"]["incident"])
+    return Scope("incident", key=lambda a: a.value["incident"])
 
 
 async def two_responders(

@@ -350,7 +350,7 @@ async def test_missing_ids_make_only_that_scope_unavailable() -> None:
 
 
 async def test_custom_scope_keyed_by_incident() -> None:
-    incident = Scope("incident", key=lambda activity: (activity.get("value") or {}).get("incident"))
+    incident = Scope("incident", key=lambda activity: (activity.value or {}).get("incident"))
     storage = MemoryStorage()
     manager = StateManager(storage, scopes=[incident])
     async with manager.turn(message(value={"incident": "INC-1"})) as state:

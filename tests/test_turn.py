@@ -10,21 +10,23 @@ import pytest
 from tests.activities import message, use_every_scope
 from tests.counting import CountingStorage
 from turnstate import (
+    Activity,
     CorruptDocumentError,
     MemoryStorage,
     Scope,
+    StateError,
     StateManager,
     StateMiddleware,
     TurnClosedError,
     WriteItem,
     document,
 )
-from turnstate.runtime import Bot
+from turnstate.runtime import Bot, TurnContext
 from turnstate.testing.clock import ManualClock
 
 
 def incident_scope() -> Scope:
-    return Scope("incident", key=lambda a: (a.get("value") or {}).get("incident"))
+    return Scope("incident", key=lambda a: (a.value or {}).get("incident"))
 
 
 @pytest.mark.parametrize("custom", [0, 1, 2])
@@ -247,6 +249,47 @@ async def test_key_function_failure_is_reported_with_the_scope() -> None:
     with pytest.raises(Exception, match="'incident'"):
         async with manager.turn(message()) as state:
             use_every_scope(state)  # an unreadable scope raises when used
+
+
+async def test_key_functions_get_the_same_activity_from_a_dict_an_activity_and_the_bot() -> None:
+    seen: list[object] = []
+
+    def remember(activity: object) -> str:
+        seen.append(activity)
+        return "I-1"
+
+    scopes = [Scope("incident", key=remember), Scope("team", key=remember)]
+    raw = message(value={"incident": "I-1"}, channelData={"team": {"id": "T-1"}})
+    manager = StateManager(MemoryStorage(), scopes=scopes)
+    async with manager.turn(raw) as state:
+        state.incident.set("owner", "ann")
+    typed = Activity.from_dict(raw)
+    async with manager.turn(typed) as state:
+        assert state.incident.get("owner") == "ann"
+    bot = Bot()
+    bot.use_state(MemoryStorage(), scopes=scopes)
+
+    @bot.on("message")
+    async def handle(ctx: TurnContext) -> None:
+        ctx.state.incident.set("owner", "bob")
+
+    await bot.process(raw)
+    assert [type(a) for a in seen] == [Activity] * 6
+    # converted once per turn: every key function of a turn gets the same object
+    assert seen[0] is seen[1] and seen[4] is seen[5] and seen[0] is not seen[4]
+    assert seen[2] is typed and seen[3] is typed
+    assert seen[0] == seen[4] == typed
+    assert typed.value == {"incident": "I-1"}
+    assert typed.channel_data == {"team": {"id": "T-1"}}
+
+
+async def test_an_activity_dict_a_key_function_cannot_get_as_an_activity_names_the_scope() -> None:
+    storage = MemoryStorage()
+    manager = StateManager(storage, scopes=[incident_scope()])
+    with pytest.raises(StateError, match=r"scope 'incident'.*not a valid Bot Framework activity.*\$\.text"):
+        async with manager.turn(message(text=5)) as state:  # type: ignore[arg-type]
+            state.conversation.set("lost", True)
+    assert [key async for key in storage.list_keys("")] == []
 
 
 async def test_manager_validates_options() -> None:

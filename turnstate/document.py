@@ -13,15 +13,51 @@ bookkeeping; it is omitted when empty, and entries this version does not know ar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from itertools import accumulate
 from typing import Any, NoReturn
 
 import msgspec
 
-from turnstate.errors import CorruptDocumentError
+from turnstate.errors import CorruptDocumentError, StateValueError
+from turnstate.paths import join
 from turnstate.redelivery import SeenWindow
 
 FORMAT_VERSION = 1
+
+MAX_DEPTH = 64
+"""How deeply objects and lists may nest in a scope's fields: a field holding an object is level 1, an
+object or list inside it level 2, and so on. Encoding and decoding recurse once per level (against
+Python's recursion limit, 1000 by default), so with 64 a document stays readable and writable from a turn
+running more than 900 frames deep, while state nested this deep is already far past what a bot keeps."""
+
+# a document adds two levels around its fields: the envelope and the "data" object
+_DOCUMENT_DEPTH = MAX_DEPTH + 2
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 read as signed bytes
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def json_depth(value: bytes) -> int:
+    """How deeply the objects and lists of the JSON text ``value`` nest (0 for a scalar), found without
+    decoding it, so without recursion."""
+    steps = _STRING.sub(b"", value).translate(_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
+held: dict[int, tuple[dict[str, Any], str]] = {}
+"""The fields of each scope whose live objects or lists a handler holds, by ``id``, with the scope's name:
+the handler may have nested them deeper in place, so a commit checks their depth while any are held
+(holding the fields keeps their ``id`` from being reused). Entries go when the turn's state closes."""
+
+
+def _may_nest_past(value: bytes, depth: int, start: int) -> bool:
+    """Whether ``value`` might nest deeper than ``depth``, by quick tests that rule out most documents: no
+    bracket after the object opening at ``start`` (memchr, cheap on every turn), or too few brackets."""
+    if value.find(b"[", start) < 0 and value.find(b"{", start + 1) < 0:
+        return False
+    return value.count(b"{") + value.count(b"[") > depth
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
@@ -61,7 +97,14 @@ class Document(msgspec.Struct, gc=False):
 
 
 def decode(key: str, value: bytes) -> Document:
-    """Decode stored bytes; raise CorruptDocumentError naming ``key`` if they are not our document."""
+    """Decode stored bytes; raise CorruptDocumentError naming ``key`` if they are not our document, or
+    if its fields nest deeper than :data:`MAX_DEPTH`."""
+    if _may_nest_past(value, _DOCUMENT_DEPTH, _DATA_AT) and json_depth(value) > _DOCUMENT_DEPTH:
+        raise CorruptDocumentError(
+            key,
+            f"nested too deeply: its objects and lists nest more than {MAX_DEPTH} levels deep, past what "
+            "turnstate reads or writes",
+        )
     try:
         stored = _stored_decoder.decode(value)
     except msgspec.DecodeError:
@@ -104,16 +147,61 @@ def _diagnose(key: str, value: bytes) -> NoReturn:
     raise CorruptDocumentError(key, "not a turnstate document")
 
 
-def changed_fields(stored: bytes, data: dict[str, Any]) -> bytes | None:
+def changed_fields(stored: bytes, data: dict[str, Any], scope: str | None = None) -> bytes | None:
     """``data`` encoded as a document's fields, or None if the document ``stored`` holds exactly those.
 
     A complete JSON object right after the prefix is the whole of ``data``, so a prefix test suffices; a
     document laid out otherwise than :func:`encode` lays it out compares unequal (one unneeded write).
+    Fields nested deeper than :data:`MAX_DEPTH` (objects or lists a handler deepened in place) raise
+    StateValueError naming the path, prefixed with ``scope`` when given.
     """
-    data_bytes = _encode(data)
+    try:
+        data_bytes = _encode(data)
+    except RecursionError:
+        _check_depth(data, scope)
+        raise  # not the value: the stack was nearly used up before the commit began
+    # set() checked every value it stored, and a load every document: only objects and lists handed out
+    # live can have grown deeper. ``data`` may be a codec's copy of held fields, so any holder counts.
+    if held and _may_nest_past(data_bytes, MAX_DEPTH + 1, 0) and json_depth(data_bytes) > MAX_DEPTH + 1:
+        _check_depth(data, scope)
     if stored.startswith(data_bytes, _DATA_AT) and stored.startswith(_PREFIX):
         return None
     return data_bytes
+
+
+def _check_depth(data: dict[str, Any], scope: str | None) -> None:
+    """Raise StateValueError naming the first path in ``data`` nested deeper than :data:`MAX_DEPTH`."""
+    entry = held.get(id(data))
+    if scope is None and entry is not None and entry[0] is data:
+        scope = entry[1]
+    for name, value in data.items():
+        found = _too_deep(value, MAX_DEPTH)
+        if found is not None:
+            path = join(name, *found)
+            raise StateValueError(
+                f"{scope}.{path}" if scope else path,
+                f"nested too deeply: objects and lists nest more than {MAX_DEPTH} levels deep here (a "
+                f"field holding an object is level 1); state holds at most {MAX_DEPTH}. Nothing was "
+                "written: flatten the value, or store its deep part as a JSON string",
+            )
+
+
+def _too_deep(value: Any, room: int) -> list[str] | None:
+    """The path within ``value`` to an object or list that ``room`` more levels cannot hold, if any."""
+    cls = value.__class__
+    if cls is dict:
+        items: Any = value.items()
+    elif cls is list:
+        items = enumerate(value)
+    else:
+        return None
+    if room <= 0:
+        return []
+    for name, item in items:
+        found = _too_deep(item, room - 1)
+        if found is not None:
+            return [str(name), *found]
+    return None
 
 
 encode_data: Callable[[Any], bytes] = _encoder.encode

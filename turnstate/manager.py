@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
+import msgspec
+
+from turnstate.activity import Activity
 from turnstate.cache import DocumentCache
 from turnstate.codec import FieldCodec
 from turnstate.config import TurnConfig, TurnPlan
@@ -136,6 +139,10 @@ class StateManager:
             return builtin
         resolved = [(spec, KeyResult(key)) for spec, key in builtin.wanted]
         resolved += [(spec, KeyResult(None, missing)) for spec, missing in builtin.missing]
+        if isinstance(activity, dict):
+            # key functions get an Activity whichever way the turn was started: converted once, here,
+            # so turns without custom scopes never pay for it
+            activity = _typed(activity, self.custom_specs[0].name)
         for spec in self.custom_specs:
             try:
                 resolved.append((spec, spec.resolve(self.key_scheme, ids, activity)))
@@ -243,6 +250,17 @@ class _Encryption:
         return FieldEncryption(
             self.paths, ring, allow_plaintext=self.migrate_plaintext, decrypted_cache=self.decrypted_cache
         )
+
+
+def _typed(activity: dict[str, Any], scope: str) -> Activity:
+    try:
+        return Activity.from_dict(activity)
+    except msgspec.ValidationError as exc:
+        raise StateError(
+            f"the key function of scope {scope!r} needs the activity as an Activity, but the activity dict "
+            f"is not a valid Bot Framework activity ({exc}); fix the field named there in what the channel "
+            "or the caller of manager.turn() passed"
+        ) from exc
 
 
 def _secrets_guard(allowed: tuple[Path, ...]) -> ValueGuard:

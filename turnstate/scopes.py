@@ -22,9 +22,13 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 class Scope:
     """A custom persisted scope, e.g. ``Scope("incident", key=lambda activity: activity.value["incident"])``.
 
-    ``key`` receives the turn's activity and returns the scope's id, or None when this activity has none
-    (the scope is then unavailable for the turn and raises MissingIdError if used). ``ttl`` (seconds) makes
-    the document expire that long after its last write; None keeps it until deleted.
+    ``key`` receives the turn's activity as a :class:`~turnstate.activity.Activity` and returns the scope's
+    id, or None when this activity has none (the scope is then unavailable for the turn and raises
+    MissingIdError if used). An activity given as a dict (to ``manager.turn`` or ``Bot.process``) is
+    converted once per turn, and every key function gets that same object; fields an Activity does not
+    declare are dropped, so read custom data from ``value`` or ``channel_data``. An Activity is passed as
+    it is, and so is any other activity object (botbuilder's, through the middleware). ``ttl`` (seconds)
+    makes the document expire that long after its last write; None keeps it until deleted.
     """
 
     name: str

@@ -8,6 +8,7 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
+from turnstate.document import MAX_DEPTH, held
 from turnstate.errors import (
     MissingIdError,
     PathError,
@@ -34,22 +35,29 @@ _BINARY = (bytes, bytearray, memoryview)
 """Left as they are by msgspec.to_builtins (which would otherwise turn them into base64 text silently)."""
 
 
-def _as_decoded(value: Any, scope: str, path: str) -> Any:
+def _as_decoded(value: Any, scope: str, path: str, room: int) -> Any:
     """``value`` (fresh from msgspec.to_builtins) exactly as decoding its JSON would give it back: tuples
-    become lists; a non-finite float or binary data, which JSON cannot hold, raises StateValueError."""
+    become lists; a non-finite float or binary data, which JSON cannot hold, or objects and lists nested
+    more than ``room`` levels deep raise StateValueError."""
     cls = value.__class__
     if cls is float:
         if not math.isfinite(value):
             where = f"{scope}.{path}"
             raise StateValueError(where, f"{value!r} has no JSON form; store None or a string instead")
     elif cls is dict:
+        if room <= 0:
+            raise _too_deep(scope, path)
         for name, item in value.items():
-            value[name] = _as_decoded(item, scope, path)
+            value[name] = _as_decoded(item, scope, path, room - 1)
     elif cls is list:
+        if room <= 0:
+            raise _too_deep(scope, path)
         for i, item in enumerate(value):
-            value[i] = _as_decoded(item, scope, path)
+            value[i] = _as_decoded(item, scope, path, room - 1)
     elif cls is tuple:
-        return [_as_decoded(item, scope, path) for item in value]
+        if room <= 0:
+            raise _too_deep(scope, path)
+        return [_as_decoded(item, scope, path, room - 1) for item in value]
     elif cls in _BINARY:
         raise StateValueError(
             f"{scope}.{path}",
@@ -59,27 +67,34 @@ def _as_decoded(value: Any, scope: str, path: str) -> Any:
     return value
 
 
-def to_storable(value: Any, scope: str, path: str) -> Any:
+def _too_deep(scope: str, path: str) -> StateValueError:
+    return StateValueError(
+        f"{scope}.{path}",
+        f"nested too deeply: objects and lists would nest more than {MAX_DEPTH} levels deep in the scope "
+        f"(a field holding an object is level 1, and each object along the path counts); state holds at "
+        f"most {MAX_DEPTH}. Flatten the value, or store its deep part as a JSON string",
+    )
+
+
+def to_storable(value: Any, scope: str, path: str, depth: int = 0) -> Any:
     """Convert a value to its JSON form (dict, list, str, int, float, bool, None) or raise StateValueError.
 
     The result equals what decoding the stored JSON gives back, so this turn sees what the next one will.
+    ``depth``: how many objects the scope holds above the value; with the value's own objects and lists
+    they may nest at most :data:`~turnstate.document.MAX_DEPTH` deep.
     """
     cls = value.__class__
     if cls is str or cls is int or cls is bool or value is None:
         return value
     try:
-        return _as_decoded(msgspec.to_builtins(value, builtin_types=_BINARY, str_keys=True), scope, path)
-    except StateValueError:
-        raise  # it says what is wrong already
+        builtins = msgspec.to_builtins(value, builtin_types=_BINARY, str_keys=True)
     except (TypeError, ValueError, OverflowError) as exc:
         where = f"{scope}.{path}"
         raise StateValueError(where, f"{type(value).__name__} cannot be encoded as JSON ({exc})") from exc
     except RecursionError as exc:
-        where = f"{scope}.{path}"
-        raise StateValueError(
-            where,
-            f"this {type(value).__name__} is nested too deeply to store (past Python's recursion limit)",
-        ) from exc
+        # converting a value within the depth limit takes a few dozen frames: this one is far deeper
+        raise _too_deep(scope, path) from exc
+    return _as_decoded(builtins, scope, path, MAX_DEPTH - depth)
 
 
 _PLAIN: set[str] = set()
@@ -137,6 +152,8 @@ class ScopeState:
             self._touched = True
             if len(parts) > 1:
                 self._shaped = True
+                if len(parts) > MAX_DEPTH + 1:  # an object for each segment but the last
+                    raise _too_deep(self.name, path)
         node = self._data
         for segment in parts[:-1]:
             child = node.get(segment)
@@ -178,6 +195,7 @@ class ScopeState:
         if cls is dict or cls is list:
             self._touched = True  # the caller may edit it in place
             self._exact = False
+            held[id(self._data)] = (self._data, self.name)  # and nest it deeper: the commit checks
         if type is None:
             return value
         if cls is type and (cls is int or cls is str or cls is dict or cls is list or cls is bool):
@@ -200,7 +218,9 @@ class ScopeState:
         elif cls is int or cls is bool or value is None:
             stored = value
         else:
-            stored = to_storable(value, self.name, path)
+            plain = path.__class__ is str and (path in _PLAIN or _plain(path))
+            # the objects along a dotted path count towards the depth limit too
+            stored = to_storable(value, self.name, path, 0 if plain else len(parse(path)) - 1)
             if self._guard is not None:
                 self._guard(self.name, parse(path), stored)
             if stored.__class__ is dict or stored.__class__ is list:
@@ -456,6 +476,9 @@ class TurnState:
             self._temp = _CLOSED_TEMP
         for scope in self._scopes.values():
             scope._closed = True
+        if held:
+            for scope in self._scopes.values():
+                held.pop(id(scope._data), None)
 
     async def save(self) -> None:
         """Commit the changes made so far as a checkpoint; the final commit still happens when the turn ends.

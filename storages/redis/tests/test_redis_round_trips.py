@@ -185,7 +185,7 @@ def _activity(conversation: str, turn_no: int) -> dict[str, Any]:
 def _manager(storage: RedisStorage, n: int) -> tuple[StateManager, list[str]]:
     """A manager with ``n`` persisted scopes: the built-in ones first, then a custom one."""
     builtin = ["conversation", "user", "private"][: min(n, 3)]
-    custom = [Scope("incident", key=lambda activity: activity["conversation"]["id"])] if n == 4 else []
+    custom = [Scope("incident", key=lambda activity: activity.conversation.id)] if n == 4 else []
     return StateManager(storage, builtin_scopes=builtin, scopes=custom), builtin + [s.name for s in custom]
 
 
