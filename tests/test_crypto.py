@@ -160,7 +160,8 @@ def test_any_json_value_round_trips(value: Any) -> None:
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
         max_leaves=12,
     ),
-    name=st.text(min_size=1, max_size=12).filter(lambda n: n not in ("*", "**")),  # those are wildcards
+    # "*" and "**" are wildcards; an object with a "$enc" member is sealed whole, which its own test covers
+    name=st.text(min_size=1, max_size=12).filter(lambda n: n not in ("*", "**", "$enc")),
     key=st.text(min_size=1, max_size=40),
 )
 def test_round_trip_property(value: Any, name: str, key: str) -> None:

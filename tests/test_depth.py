@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.activities import message
+from tests.activities import message, use_every_scope
 from turnstate import CorruptDocumentError, KeyRing, MemoryStorage, StateManager, StateValueError
 from turnstate.document import MAX_DEPTH
 from turnstate.storage.base import WriteItem
@@ -110,7 +110,7 @@ async def test_a_live_list_deepened_in_an_encrypted_scope_is_refused_at_commit()
         state.user.set("email", "ann@example.com")
         state.user.set("log", [])
     before = await storage.read(await _keys(storage))
-    with pytest.raises(StateValueError, match=rf"'log\.0(\.0)*'.*more than {MAX_DEPTH} levels"):
+    with pytest.raises(StateValueError, match=rf"'user\.log\.0(\.0)*'.*more than {MAX_DEPTH} levels"):
         async with manager.turn(message()) as state:
             state.user.get("log").append(nested(MAX_DEPTH))
     assert await storage.read(list(before)) == before
@@ -157,8 +157,8 @@ async def test_a_document_deeper_than_the_limit_is_corrupt_even_from_deep_in_the
         for fresh in (StateManager(storage), StateManager(storage, document_cache=0)):
 
             async def load(fresh: StateManager = fresh) -> None:
-                async with fresh.turn(message()):
-                    pass
+                async with fresh.turn(message()) as state:
+                    use_every_scope(state)  # an unreadable scope raises when used
 
             with pytest.raises(CorruptDocumentError, match=rf"{key!r}.*more than {MAX_DEPTH} levels"):
                 await below(STACK, load)

@@ -46,12 +46,6 @@ def json_depth(value: bytes) -> int:
     return max(accumulate(memoryview(steps).cast("b")), default=0)
 
 
-held: dict[int, tuple[dict[str, Any], str]] = {}
-"""The fields of each scope whose live objects or lists a handler holds, by ``id``, with the scope's name:
-the handler may have nested them deeper in place, so a commit checks their depth while any are held
-(holding the fields keeps their ``id`` from being reused). Entries go when the turn's state closes."""
-
-
 def _may_nest_past(value: bytes, depth: int, start: int) -> bool:
     """Whether ``value`` might nest deeper than ``depth``, by quick tests that rule out most documents: no
     bracket after the object opening at ``start`` (memchr, cheap on every turn), or too few brackets."""
@@ -147,23 +141,24 @@ def _diagnose(key: str, value: bytes) -> NoReturn:
     raise CorruptDocumentError(key, "not a turnstate document")
 
 
-def changed_fields(stored: bytes, data: dict[str, Any], scope: str | None = None) -> bytes | None:
+def changed_fields(stored: bytes, data: dict[str, Any], deepened: str | None = None) -> bytes | None:
     """``data`` encoded as a document's fields, or None if the document ``stored`` holds exactly those.
 
     A complete JSON object right after the prefix is the whole of ``data``, so a prefix test suffices; a
     document laid out otherwise than :func:`encode` lays it out compares unequal (one unneeded write).
-    Fields nested deeper than :data:`MAX_DEPTH` (objects or lists a handler deepened in place) raise
-    StateValueError naming the path, prefixed with ``scope`` when given.
+    ``deepened``: the name of the scope, when its handler may have nested its objects or lists deeper in
+    place (it was handed them live); fields then nested deeper than :data:`MAX_DEPTH` raise
+    StateValueError naming the path.
     """
     try:
         data_bytes = _encode(data)
     except RecursionError:
-        _check_depth(data, scope)
+        _check_depth(data, deepened)
         raise  # not the value: the stack was nearly used up before the commit began
     # set() checked every value it stored, and a load every document: only objects and lists handed out
-    # live can have grown deeper. ``data`` may be a codec's copy of held fields, so any holder counts.
-    if held and _may_nest_past(data_bytes, MAX_DEPTH + 1, 0) and json_depth(data_bytes) > MAX_DEPTH + 1:
-        _check_depth(data, scope)
+    # live can have grown deeper
+    if deepened and _may_nest_past(data_bytes, MAX_DEPTH + 1, 0) and json_depth(data_bytes) > MAX_DEPTH + 1:
+        _check_depth(data, deepened)
     if stored.startswith(data_bytes, _DATA_AT) and stored.startswith(_PREFIX):
         return None
     return data_bytes
@@ -171,9 +166,6 @@ def changed_fields(stored: bytes, data: dict[str, Any], scope: str | None = None
 
 def _check_depth(data: dict[str, Any], scope: str | None) -> None:
     """Raise StateValueError naming the first path in ``data`` nested deeper than :data:`MAX_DEPTH`."""
-    entry = held.get(id(data))
-    if scope is None and entry is not None and entry[0] is data:
-        scope = entry[1]
     for name, value in data.items():
         found = _too_deep(value, MAX_DEPTH)
         if found is not None:

@@ -80,7 +80,8 @@ def pending(slots: Iterable[Slot], codec: FieldCodec | None, *, forced: bool = F
             if sealed is None:
                 sealed = slot.sealed = {}
             stored = codec.encrypt_data(slot.spec.name, slot.key, scope._data, sealed)
-        data_bytes = changed(slot.loaded, stored)
+        # a scope that handed out live objects or lists may hold them nested deeper than set() allows
+        data_bytes = changed(slot.loaded, stored, None if scope._exact else slot.spec.name)
         if data_bytes is not None:
             found.append((slot, data_bytes, stored))
         elif forced:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from turnstate.document import MAX_DEPTH, held
+from turnstate.document import MAX_DEPTH
 from turnstate.errors import (
     MissingIdError,
     PathError,
@@ -195,7 +195,6 @@ class ScopeState:
         if cls is dict or cls is list:
             self._touched = True  # the caller may edit it in place
             self._exact = False
-            held[id(self._data)] = (self._data, self.name)  # and nest it deeper: the commit checks
         if type is None:
             return value
         if cls is type and (cls is int or cls is str or cls is dict or cls is list or cls is bool):
@@ -476,9 +475,6 @@ class TurnState:
             self._temp = _CLOSED_TEMP
         for scope in self._scopes.values():
             scope._closed = True
-        if held:
-            for scope in self._scopes.values():
-                held.pop(id(scope._data), None)
 
     async def save(self) -> None:
         """Commit the changes made so far as a checkpoint; the final commit still happens when the turn ends.
