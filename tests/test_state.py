@@ -416,6 +416,6 @@ def test_a_scope_knows_whether_any_field_may_have_gained_or_lost_an_object(chang
     from turnstate.state import ScopeState
 
     scope = ScopeState("user", "user/u", {"n": 0, "profile": {"a": 0}})
-    assert not scope._shaped
+    assert not scope.shaped
     change(scope)
-    assert scope._shaped is shaped
+    assert scope.shaped is shaped

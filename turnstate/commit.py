@@ -219,20 +219,20 @@ class Commit(msgspec.Struct, gc=False):
             # the cache maps bytes to what they decode to, so it may learn these before the write succeeds;
             # only data known to be in its decoded form qualifies (None: rewritten only for its window)
             scope = slot.scope
-            if stored is not None and scope._exact:
+            if stored is not None and scope.exact:
                 loader.remember(
                     slot.spec.name,
                     key,
                     value,
                     stored=stored,
-                    working=scope._data,
+                    working=scope.fields,
                     meta=slot.meta,
                     seen=window_text,
                     data_bytes=data_bytes,
                     sealed=slot.sealed,
                     # if the turn set only scalars at top-level names, its objects and lists are where
                     # the cache said they were at load
-                    objects=None if scope._shaped else slot.nested,
+                    objects=None if scope.shaped else slot.nested,
                 )
         return items, batch
 
@@ -260,10 +260,7 @@ class Commit(msgspec.Struct, gc=False):
                 merged.append(result)
         for slot, data, item, doc, sealed in merged:
             self.config.stats.merges += 1
-            slot.scope._data.clear()
-            slot.scope._data.update(data)
-            slot.scope._touched = True
-            slot.scope._exact = False  # a merge function may have returned any value
+            slot.scope.replace(data)
             slot.sealed, slot.nested = sealed, None
             slot.loaded, slot.etag = (item.value, item.etag) if item is not None else (document.EMPTY, None)
             slot.meta, slot.seen = (doc.meta, doc.seen) if doc is not None else (NO_META, b"")
@@ -296,7 +293,7 @@ class Commit(msgspec.Struct, gc=False):
         if encrypted:
             assert codec is not None
             base = codec.decrypt_data(slot.spec.name, slot.key, base)
-        result = merge(slot.spec.name, base, slot.scope._data, theirs, config.policies, slot.scope._deltas)
+        result = merge(slot.spec.name, base, slot.scope.fields, theirs, config.policies, slot.scope.deltas)
         if result.conflicts:
             config.stats.merge_conflicts += 1
             log.info(

@@ -64,7 +64,7 @@ def pending(slots: Iterable[Slot], codec: FieldCodec | None, *, forced: bool = F
     found: list[Pending] = []
     for slot in slots:
         scope = slot.scope
-        if not scope._touched:
+        if not scope.touched:
             if forced and not slot.done:
                 found.append((slot, _stored_fields(slot), None))
             continue  # nothing was written to it and nothing mutable was handed out
@@ -72,16 +72,16 @@ def pending(slots: Iterable[Slot], codec: FieldCodec | None, *, forced: bool = F
             continue
         sealed = slot.sealed  # set for every loaded document of an encrypted scope
         if sealed is None and (codec is None or slot.spec.name not in codec.scopes):
-            stored = scope._data
+            stored = scope.fields
         else:
             assert codec is not None
             # encrypted fields whose value did not change keep their stored envelope, so an unchanged
             # document encodes to exactly the stored bytes
             if sealed is None:
                 sealed = slot.sealed = {}
-            stored = codec.encrypt_data(slot.spec.name, slot.key, scope._data, sealed)
+            stored = codec.encrypt_data(slot.spec.name, slot.key, scope.fields, sealed)
         # a scope that handed out live objects or lists may hold them nested deeper than set() allows
-        data_bytes = changed(slot.loaded, stored, None if scope._exact else slot.spec.name)
+        data_bytes = changed(slot.loaded, stored, None if scope.exact else slot.spec.name)
         if data_bytes is not None:
             found.append((slot, data_bytes, stored))
         elif forced:

@@ -118,7 +118,7 @@ class ScopeState:
     when set; changes reach storage only when the turn commits.
     """
 
-    __slots__ = ("_closed", "_data", "_deltas", "_exact", "_guard", "_shaped", "_touched", "key", "name")
+    __slots__ = ("_closed", "_data", "_deltas", "_guard", "exact", "key", "name", "shaped", "touched")
 
     def __init__(
         self, name: str, key: str | None, data: dict[str, Any], guard: ValueGuard | None = None
@@ -129,18 +129,40 @@ class ScopeState:
         self._deltas: dict[Path, int | float] | None = None  # made by the first incr
         self._closed = False
         self._guard = guard
-        # False until something may have changed the data: a write, or handing out a live object or list
-        self._touched = False
-        # False once the data may hold something other than what decoding its JSON gives: a live object or
-        # list was handed out for in-place edits, or a merge placed values from a custom policy
-        self._exact = True
-        # False while no field may have gained or lost an object or a list since load: only scalars were
-        # set at top-level names (the document cache then reuses what it knew of the loaded fields)
-        self._shaped = False
+        # what the turn engine reads to commit the scope (handlers use get, set and the rest):
+        self.touched = False
+        """Something may have changed the fields: a write, or a live object or list handed out."""
+        self.exact = True
+        """The fields hold only what decoding their JSON gives: no live object or list was handed out for
+        edits in place, and no merge placed values from a custom policy."""
+        self.shaped = False
+        """A field may have gained or lost an object or a list since load (False while only scalars were
+        set at top-level names: the document cache then reuses what it knew of the loaded fields)."""
 
     def __repr__(self) -> str:
         fields = ", ".join(sorted(self._data)) if not self._closed else "closed"
         return f"<ScopeState {self.name} key={self.key!r} fields=[{fields}]>"
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The live fields, for the turn engine to encode (handlers read and write through get and set)."""
+        return self._data
+
+    @property
+    def deltas(self) -> dict[Path, int | float] | None:
+        """What :meth:`incr` added at each path this turn (None if nothing), merged as sums on conflict."""
+        return self._deltas
+
+    def replace(self, data: dict[str, Any]) -> None:
+        """Take ``data`` as the fields (a merge's result): changed, and not known to be exact."""
+        self._data.clear()
+        self._data.update(data)
+        self.touched = True
+        self.exact = False
+
+    def close(self) -> None:
+        """End the scope with its turn: every later use raises TurnClosedError."""
+        self._closed = True
 
     def _where(self, path: str) -> str:
         return f"{self.name}.{path}"
@@ -149,9 +171,9 @@ class ScopeState:
         if self._closed:
             raise TurnClosedError(f"state scope {self.name!r}")
         if create:
-            self._touched = True
+            self.touched = True
             if len(parts) > 1:
-                self._shaped = True
+                self.shaped = True
                 if len(parts) > MAX_DEPTH + 1:  # an object for each segment but the last
                     raise _too_deep(self.name, path)
         node = self._data
@@ -193,8 +215,8 @@ class ScopeState:
             return default
         cls = value.__class__
         if cls is dict or cls is list:
-            self._touched = True  # the caller may edit it in place
-            self._exact = False
+            self.touched = True  # the caller may edit it in place
+            self.exact = False
         if type is None:
             return value
         if cls is type and (cls is int or cls is str or cls is dict or cls is list or cls is bool):
@@ -223,11 +245,11 @@ class ScopeState:
             if self._guard is not None:
                 self._guard(self.name, parse(path), stored)
             if stored.__class__ is dict or stored.__class__ is list:
-                self._shaped = True
+                self.shaped = True
         # the common case, one plain field name, needs no parsing
         if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self._closed:
             self._data[path] = stored
-            self._touched = True
+            self.touched = True
             return
         parts = parse(path)
         node = self._node(parts, path, True)
@@ -241,8 +263,8 @@ class ScopeState:
         if node is None or parts[-1] not in node:
             return False
         del node[parts[-1]]
-        self._touched = True
-        self._shaped = True
+        self.touched = True
+        self.shaped = True
         return True
 
     def has(self, path: str) -> bool:
@@ -280,8 +302,8 @@ class ScopeState:
         """Remove every field of this scope."""
         self._node(("",), "", False)
         self._data.clear()
-        self._touched = True
-        self._shaped = True
+        self.touched = True
+        self.shaped = True
 
     def keys(self) -> list[str]:
         """The top-level field names."""
@@ -314,7 +336,7 @@ class TempScope(ScopeState):
 
 
 _CLOSED_TEMP = TempScope(TEMP, None, {})
-_CLOSED_TEMP._closed = True  # stands in for the temp scope of a turn that ended without using it
+_CLOSED_TEMP.close()  # stands in for the temp scope of a turn that ended without using it
 
 
 class UnavailableScope(ScopeState):
@@ -469,12 +491,13 @@ class TurnState:
         scope, rest = self._split(path)
         return scope.delete(rest)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """End the turn's state: every later use raises TurnClosedError (the turn calls this)."""
         self._saver = None  # also breaks the turn <-> state reference cycle, so both free at once
         if self._temp is None:
             self._temp = _CLOSED_TEMP
         for scope in self._scopes.values():
-            scope._closed = True
+            scope.close()
 
     async def save(self) -> None:
         """Commit the changes made so far as a checkpoint; the final commit still happens when the turn ends.

@@ -193,4 +193,4 @@ class Turn:
             self._config.commits.open_turns -= 1
         self._closed = True
         if self.state is not None:
-            self.state._close()
+            self.state.close()
