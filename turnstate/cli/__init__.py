@@ -98,6 +98,7 @@ def _code(exc: BaseException) -> int:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run one command; return the process exit status."""
     args = build_parser().parse_args(argv)
+    failure: BaseException
     try:
         code: int = asyncio.run(args.run(args, sys.stdout if out is None else out))
         return code

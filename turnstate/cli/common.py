@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from turnstate.cli.console import Refused
 from turnstate.cli.progress import DEFAULT_EVERY
@@ -53,15 +53,10 @@ def open_storage(args: argparse.Namespace, *, create: bool = False) -> AbstractA
     return opened(spec, create=create, option=option)
 
 
-class _file:  # noqa: N801  (used like a function, as opened() is)
-    def __init__(self, directory: str, create: bool) -> None:
-        self._storage = file_storage(directory, create=create, fsync=True, what=f"--file {directory!r}")
-
-    async def __aenter__(self) -> Storage:
-        return self._storage
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._storage.aclose()
+@asynccontextmanager
+async def _file(directory: str, create: bool) -> AsyncIterator[Storage]:
+    async with file_storage(directory, create=create, fsync=True, what=f"--file {directory!r}") as storage:
+        yield storage
 
 
 async def sorted_keys(storage: Storage, prefix: str, operation: str) -> list[str]:
@@ -79,6 +74,14 @@ async def stored_items(
         chunk = keys[start : start + batch]
         found = await storage.read(chunk)
         yield [(key, found.get(key)) for key in chunk]
+
+
+def describe(storage: Storage) -> str:
+    """A storage's name for messages (its repr, or its class and directory for FileStorage)."""
+    path = getattr(storage, "path", None)
+    if isinstance(path, str):
+        return f"{type(storage).__name__}({path!r})"
+    return repr(storage)
 
 
 def scope_prefix(prefix: str | None, scope: str | None) -> str:

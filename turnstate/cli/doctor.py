@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from turnstate.cli.common import add_output_options, open_storage, stored_items
+from turnstate.cli.common import add_output_options, describe, open_storage, stored_items
 from turnstate.cli.console import CHECK_FAILED, OK, emit_json
 from turnstate.cli.documents import readable
 from turnstate.document import EMPTY
@@ -41,10 +41,14 @@ async def _round_trips(storage: Storage) -> list[Check]:
         started = time.perf_counter()
         await storage.read([probe])
         read = time.perf_counter() - started
-        checks.append(Check("connectivity", True, f"{storage!r} answered", {"storage": repr(storage)}))
-        checks.append(Check("read latency", True, f"{_ms(read)} (a read of an absent probe key)", {"ms": read * 1000}))
+        checks.append(
+            Check("connectivity", True, f"{describe(storage)} answered", {"storage": describe(storage)})
+        )
+        checks.append(
+            Check("read latency", True, f"{_ms(read)} (a read of an absent probe key)", {"ms": read * 1000})
+        )
     except TurnStateError as exc:
-        return [Check("connectivity", False, f"{storage!r}: {exc}")]
+        return [Check("connectivity", False, f"{describe(storage)}: {exc}")]
     try:
         started = time.perf_counter()
         await storage.write({probe: WriteItem(EMPTY, if_match=None, ttl=_PROBE_TTL)})
@@ -64,11 +68,11 @@ def _capabilities(storage: Storage) -> Check:
 
 
 async def _settings(storage: Storage) -> Check | None:
-    describe = getattr(storage, "describe", None)
-    if not callable(describe):
+    settings_of = getattr(storage, "describe", None)
+    if not callable(settings_of):
         return None
     try:
-        settings = await describe()
+        settings = await settings_of()
     except TurnStateError as exc:
         return Check("container settings", False, str(exc))
     fields = {

@@ -51,7 +51,8 @@ def decrypted(key: str, data: dict[str, Any], keys: KeyRing) -> dict[str, Any]:
     if paths:
         encryption = FieldEncryption(paths, keys, allow_plaintext=True, decrypted_cache=0)
         data = encryption.decrypt_data(scope, key, data)
-    return masked(data)
+    shown: dict[str, Any] = masked(data)
+    return shown
 
 
 def readable(key: str, value: bytes, keys: KeyRing | None) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def add_parsers(
         parents=common,
         help="print one document as JSON, with its ETag",
         description="Print the stored document at KEY as JSON (the turnstate document format), with its "
-        "ETag and expiry. Encrypted fields show as \"<encrypted>\" unless --decrypt is given and the key "
+        'ETag and expiry. Encrypted fields show as "<encrypted>" unless --decrypt is given and the key '
         "ring is in the environment; key material is never printed.",
     )
     p.add_argument("key", metavar="KEY")

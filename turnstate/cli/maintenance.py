@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from turnstate.cli.common import add_output_options, open_storage
+from turnstate.cli.common import add_output_options, describe, open_storage
 from turnstate.cli.console import CHECK_FAILED, OK, Refused, confirm, emit_json
 from turnstate.cli.progress import Progress
 from turnstate.cli.urls import STALE_TEMP_AFTER
@@ -34,9 +34,9 @@ class _KeyInside(msgspec.Struct, forbid_unknown_fields=False):
 async def _removes_expired_itself(storage: Storage) -> bool:
     if storage.capabilities.native_ttl:
         return True
-    describe = getattr(storage, "describe", None)
-    if callable(describe):  # CosmosStorage: expiry is the container's setting
-        settings = await describe()
+    settings_of = getattr(storage, "describe", None)
+    if callable(settings_of):  # CosmosStorage: expiry is the container's setting
+        settings = await settings_of()
         return bool(getattr(settings, "native_expiry", False))
     return False
 
@@ -97,20 +97,20 @@ async def purge(args: argparse.Namespace, out: TextIO) -> int:
         purge_expired = getattr(storage, "purge_expired", None)
         if not callable(purge_expired):
             if await _removes_expired_itself(storage):
-                message = f"nothing to purge: {storage!r} removes expired documents itself"
+                message = f"nothing to purge: {describe(storage)} removes expired documents itself"
                 if args.json:
                     emit_json({"removed": 0, "native_ttl": True}, out)
                 else:
                     out.write(message + "\n")
                 return OK
             raise Refused(
-                f"{storage!r} has no purge_expired() and does not remove expired documents itself; "
+                f"{describe(storage)} has no purge_expired() and does not remove expired documents itself; "
                 "expired documents read as absent (for Cosmos DB, turn on the container's TTL)"
             )
         if not isinstance(storage, FileStorage):
             if args.dry_run:
-                raise Refused(f"--dry-run cannot tell what {storage!r} would remove; run without it")
-            confirm(f"Purge expired documents from {storage!r}?", yes=args.yes, what="purge")
+                raise Refused(f"--dry-run cannot tell what {describe(storage)} would remove; run without it")
+            confirm(f"Purge expired documents from {describe(storage)}?", yes=args.yes, what="purge")
             removed = await purge_expired()
             _purged(args, out, {"removed": removed})
             return OK

@@ -284,7 +284,9 @@ async def migrate(args: argparse.Namespace, out: TextIO) -> int:
     code = _finish("copied", tally, args, out, **extra)
     if not args.json:
         verdict = "all present" if not missing else f"{len(missing)} MISSING"
-        out.write(f"verified: {expected - len(missing)} of {expected} documents in the destination, {verdict}\n")
+        out.write(
+            f"verified: {expected - len(missing)} of {expected} documents in the destination, {verdict}\n"
+        )
     return code
 
 

@@ -110,14 +110,18 @@ def _file(spec: str, create: bool, option: str) -> Storage:
     if rest.startswith("//"):
         parts = urlsplit("file:" + rest)
         if parts.netloc not in ("", "localhost"):
-            raise Refused(f"{option} {spec!r}: a file: URL names a local directory, not host {parts.netloc!r}")
+            raise Refused(
+                f"{option} {spec!r}: a file: URL names a local directory, not host {parts.netloc!r}"
+            )
         directory = unquote(parts.path)
     else:
         directory = unquote(rest)
     if not directory:
         raise Refused(f"{option} {spec!r} names no directory; write file:./dir or file:///abs/dir")
     fsync = _flag(label, "fsync", ours["fsync"]) if "fsync" in ours else True
-    return file_storage(directory, create=create, fsync=fsync, what=f"{option} {spec!r}: directory {directory!r}")
+    return file_storage(
+        directory, create=create, fsync=fsync, what=f"{option} {spec!r}: directory {directory!r}"
+    )
 
 
 def _redis(spec: str, option: str) -> Storage:
@@ -198,7 +202,9 @@ def _cosmos_credential(option: str, stack: AsyncExitStack) -> Any:
     if key:
         return key
     try:
-        from azure.identity.aio import DefaultAzureCredential
+        from azure.identity.aio import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
+            DefaultAzureCredential,
+        )
     except ImportError as exc:
         raise Refused(
             f"{option}: set {COSMOS_KEY_ENV} to the account key, or pip install azure-identity to sign in "
