@@ -21,6 +21,7 @@ from turnstate.document import encode, encode_data
 from turnstate.keyring import KeyRing
 from turnstate.storage.base import Storage, WriteItem
 from turnstate.storage.file import FileStorage
+from turnstate.testing.tls import self_signed_certificate
 
 OLD, NEW = bytes(range(32)), bytes(range(100, 132))
 
@@ -388,3 +389,26 @@ def test_help_describes_each_command(command: list[str]) -> None:
     assert result.stdout.startswith("usage: turnstate")
     assert "exit codes:" in result.stdout and "3  precondition failed" in result.stdout
     assert "TURNSTATE_STORAGE" in result.stdout
+
+
+def test_cosmos_urls_take_tls_options_and_never_create_a_source(scenario_cosmos: Any, tmp_path: Path) -> None:
+    host = f"127.0.0.1:{scenario_cosmos.port}"
+    database = f"cli-{os.urandom(4).hex()}"
+    env = {"TURNSTATE_COSMOS_KEY": EMULATOR_KEY}
+    dump = tmp_path / "one.jsonl"
+    dump.write_text('{"key":"user/a","value":{"v":1,"data":{"n":1}},"expires_at":null}\n')
+
+    created = turnstate("import", str(dump), "-s", f"cosmos://{host}/{database}/state?verify=0", env=env)
+    assert created.returncode == 0, created.stderr
+    listed = turnstate(
+        "ls", "--json", "-s", f"cosmos://{host}/{database}/state?ca={scenario_cosmos.certificate}", env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [r["key"] for r in lines(listed.stdout)] == ["user/a"]
+
+    missing = turnstate("ls", "-s", f"cosmos://{host}/{database}-typo/state", env=env)
+    assert f"{database}-typo" in one_line_error(missing, 1)
+    other_ca, _ = self_signed_certificate(tmp_path, "other")
+    untrusted = turnstate("ls", "-s", f"cosmos://{host}/{database}/state?ca={other_ca}", env=env)
+    assert "CERTIFICATE_VERIFY_FAILED" in one_line_error(untrusted, 4)
+    assert len(untrusted.stderr.splitlines()) == 1, untrusted.stderr

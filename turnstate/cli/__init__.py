@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -95,9 +96,19 @@ def _code(exc: BaseException) -> int:
     return CHECK_FAILED
 
 
+def _quiet_logging() -> None:
+    """Warnings (an unreadable file skipped, ...) as one line each; the SDKs' retry chatter left out, since
+    a failure that matters ends the command with its own error line."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    for noisy in ("azure", "redis"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run one command; return the process exit status."""
     args = build_parser().parse_args(argv)
+    _quiet_logging()
     failure: BaseException
     try:
         code: int = asyncio.run(args.run(args, sys.stdout if out is None else out))
