@@ -374,6 +374,26 @@ def test_an_unreachable_storage_exits_4() -> None:
     assert "127.0.0.1:1" in one_line_error(result, 4)
 
 
+def test_doctor_reports_an_unreachable_storage_as_a_failed_check() -> None:
+    result = turnstate("doctor", "-s", "redis://127.0.0.1:1?prefix=x:")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL  connectivity" in result.stdout and "127.0.0.1:1" in result.stdout
+    assert "some checks FAILED" in result.stdout
+
+
+async def test_a_redis_cluster_is_named_with_cluster_1(scenario_cluster: Any, tmp_path: Path) -> None:
+    source = tmp_path / "state"
+    async with FileStorage(source, fsync=False) as storage:
+        await put(storage, {f"user/{i}": (doc(i=i), 3600.0) for i in range(20)})
+    url = f"{scenario_cluster.url}?cluster=1&prefix=cli-{os.urandom(4).hex()}:"
+    copied = turnstate("migrate", f"file:{source}", url)
+    assert copied.returncode == 0, copied.stderr
+    assert "verified: 20 of 20" in copied.stdout
+    listed = turnstate("ls", "--json", "-s", url)
+    assert sorted(r["key"] for r in lines(listed.stdout)) == sorted(f"user/{i}" for i in range(20))
+    assert all(3500 < r["remaining"] <= 3600 for r in lines(listed.stdout))
+
+
 def test_the_storage_url_can_come_from_the_environment(tmp_path: Path) -> None:
     result = turnstate("ls", env={"TURNSTATE_STORAGE": f"file:{tmp_path}"})
     assert result.returncode == 0 and "0 documents" in result.stdout

@@ -216,7 +216,7 @@ async def import_(args: argparse.Namespace, out: TextIO) -> int:
 
 def _finish(verb: str, tally: Tally, args: argparse.Namespace, out: TextIO, **extra: Any) -> int:
     if args.json:
-        emit_json({verb: tally.written, **tally.summary(), **extra}, out)
+        emit_json({**tally.summary(), **extra}, out)
     else:
         _report(tally, sys.stderr)
         out.write(
