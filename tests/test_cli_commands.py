@@ -369,9 +369,12 @@ def test_no_storage_named_is_a_usage_error() -> None:
     assert "--storage" in one_line_error(turnstate("ls"), 2)
 
 
-def test_an_unreachable_storage_exits_4() -> None:
+def test_an_unreachable_storage_exits_4(tmp_path: Path) -> None:
     result = turnstate("ls", "-s", "redis://127.0.0.1:1?prefix=x:")
     assert "127.0.0.1:1" in one_line_error(result, 4)
+    (tmp_path / "state").mkdir()
+    copy = turnstate("migrate", f"file:{tmp_path / 'state'}", "redis://127.0.0.1:1?prefix=x:")
+    assert "127.0.0.1:1" in one_line_error(copy, 4)
 
 
 def test_doctor_reports_an_unreachable_storage_as_a_failed_check() -> None:

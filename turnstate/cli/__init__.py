@@ -21,23 +21,9 @@ from typing import TextIO
 
 from turnstate.cli import doctor, inspect, maintenance, transfer
 from turnstate.cli.common import STORAGE_ENV, add_storage_options
-from turnstate.cli.console import (
-    CHECK_FAILED,
-    CONFLICT,
-    EXIT_CODES,
-    UNAVAILABLE,
-    USAGE,
-    Refused,
-)
+from turnstate.cli.console import CHECK_FAILED, EXIT_CODES, Refused, exit_code
 from turnstate.cli.urls import COSMOS_KEY_ENV
-from turnstate.errors import (
-    ConflictError,
-    InvalidKeyError,
-    KeyRingError,
-    StorageUnavailableError,
-    TurnStateError,
-    UnsupportedStorageError,
-)
+from turnstate.errors import TurnStateError
 from turnstate.keyring import DEFAULT_KEYS_ENV
 
 __all__ = ["build_parser", "main"]
@@ -84,18 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _code(exc: BaseException) -> int:
-    if isinstance(exc, Refused):
-        return exc.code
-    if isinstance(exc, KeyRingError | UnsupportedStorageError | InvalidKeyError):
-        return USAGE
-    if isinstance(exc, ConflictError):
-        return CONFLICT
-    if isinstance(exc, StorageUnavailableError):
-        return UNAVAILABLE
-    return CHECK_FAILED
-
-
 def _quiet_logging() -> None:
     """Warnings (an unreadable file skipped, ...) as one line each; the SDKs' retry chatter left out, since
     a failure that matters ends the command with its own error line."""
@@ -114,7 +88,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         code: int = asyncio.run(args.run(args, sys.stdout if out is None else out))
         return code
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        hint = getattr(args, "resume_hint", None)
+        sys.stderr.write(f"interrupted{'; ' + hint if hint else ''}\n")
         return 130
     except BrokenPipeError:
         return CHECK_FAILED
@@ -124,4 +99,4 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         failure, message = exc, f"{type(exc).__name__}: {exc}"
     text = " ".join(message.split("\n"))
     sys.stderr.write(f"error: {text}\n")
-    return _code(failure)
+    return exit_code(failure)

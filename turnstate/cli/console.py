@@ -30,6 +30,27 @@ class Refused(Exception):
         self.code = code
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit status for an error that ends a command."""
+    from turnstate.errors import (
+        ConflictError,
+        InvalidKeyError,
+        KeyRingError,
+        StorageUnavailableError,
+        UnsupportedStorageError,
+    )
+
+    if isinstance(exc, Refused):
+        return exc.code
+    if isinstance(exc, KeyRingError | UnsupportedStorageError | InvalidKeyError):
+        return USAGE
+    if isinstance(exc, ConflictError):
+        return CONFLICT
+    if isinstance(exc, StorageUnavailableError):
+        return UNAVAILABLE
+    return CHECK_FAILED
+
+
 def confirm(question: str, *, yes: bool, what: str) -> None:
     """Ask ``question`` on the terminal unless ``yes``; refuse without a terminal or without a yes."""
     if yes:

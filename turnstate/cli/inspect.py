@@ -141,7 +141,7 @@ def add_parsers(
         'ETag and expiry. Encrypted fields show as "<encrypted>" unless --decrypt is given and the key '
         "ring is in the environment; key material is never printed.",
     )
-    p.add_argument("key", metavar="KEY")
+    p.add_argument("key", metavar="KEY", help="the document's storage key, as `ls` lists it")
     p.add_argument("--decrypt", action="store_true", help="decrypt encrypted fields with the key ring")
     p.add_argument("--keys-env", default=DEFAULT_KEYS_ENV, help="the variable holding the key ring")
     add_output_options(p)
@@ -155,7 +155,7 @@ def add_parsers(
         "printed it): a stale ETag is refused (exit 3) and nothing changes. --force deletes whatever is "
         "there, after confirmation.",
     )
-    p.add_argument("key", metavar="KEY")
+    p.add_argument("key", metavar="KEY", help="the document's storage key, as `ls` lists it")
     p.add_argument("--etag", help="the ETag the document must still have")
     p.add_argument("--force", action="store_true", help="delete without checking the ETag")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")

@@ -10,6 +10,7 @@ Each document keeps its expiry: it is written with the lifetime it has left.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -27,11 +28,13 @@ from turnstate.cli.common import (
     sorted_keys,
     stored_items,
 )
-from turnstate.cli.console import CHECK_FAILED, CONFLICT, OK, Refused, confirm, emit_json
+from turnstate.cli.console import CHECK_FAILED, CONFLICT, OK, Refused, confirm, emit_json, exit_code
 from turnstate.cli.progress import Progress
 from turnstate.cli.urls import opened
-from turnstate.errors import PreconditionFailedError
+from turnstate.errors import PreconditionFailedError, TurnStateError
 from turnstate.storage.base import ANY_ETAG, Storage, WriteItem
+
+RESUME_HINT = "run the same command again to resume: documents already written are skipped"
 
 
 class Line(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,39 +102,50 @@ def _report(tally: Tally, out: TextIO) -> None:
         out.write(f"failed: {key!r}: {reason}\n")
 
 
+@contextlib.contextmanager
+def _resumable(tally: Tally) -> Iterator[None]:
+    """A storage error that stops a copy says how far it got and how to resume."""
+    try:
+        yield
+    except TurnStateError as exc:
+        raise Refused(
+            f"{exc} (stopped after writing {tally.written} documents; {RESUME_HINT})", code=exit_code(exc)
+        ) from exc
+
+
 # -- export --------------------------------------------------------------------------------------------
 
 
 async def export(args: argparse.Namespace, out: TextIO) -> int:
     prefix = scope_prefix(args.prefix, args.scope)
-    target = out if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    summary_to = sys.stderr if target is out else out
+    to_file = args.output not in (None, "-")
+    summary_to = out if to_file else sys.stderr
     exported = gone = 0
     unreadable: dict[str, str] = {}
-    try:
-        async with open_storage(args) as storage:
-            keys = await sorted_keys(storage, prefix, "exporting documents")
-            with Progress("exported", len(keys), every=args.progress_every, quiet=args.quiet) as progress:
-                async for batch in stored_items(storage, keys):
-                    lines: list[bytes] = []
-                    for key, item in batch:
-                        if item is None:
-                            gone += 1
-                            continue
-                        try:
-                            raw = _raw_decoder.decode(item.value)
-                        except msgspec.DecodeError as exc:
-                            unreadable[key] = f"the stored value is not JSON ({exc})"
-                            continue
-                        lines.append(_line_encoder.encode(Line(key, raw, item.expires_at)))
-                        exported += 1
-                    if lines:
-                        target.write(b"\n".join(lines).decode() + "\n")
-                    progress.advance(len(batch), last=batch[-1][0])
-        target.flush()
-    finally:
-        if target is not out:
-            target.close()
+    async with open_storage(args) as storage:
+        keys = await sorted_keys(storage, prefix, "exporting documents")
+        # opened only now, so a storage that cannot be read leaves an existing file as it was
+        with (
+            open(args.output, "w", encoding="utf-8") if to_file else contextlib.nullcontext(out) as target,
+            Progress("exported", len(keys), every=args.progress_every, quiet=args.quiet) as progress,
+        ):
+            async for batch in stored_items(storage, keys):
+                lines: list[bytes] = []
+                for key, item in batch:
+                    if item is None:
+                        gone += 1
+                        continue
+                    try:
+                        raw = _raw_decoder.decode(item.value)
+                    except msgspec.DecodeError as exc:
+                        unreadable[key] = f"the stored value is not JSON ({exc})"
+                        continue
+                    lines.append(_line_encoder.encode(Line(key, raw, item.expires_at)))
+                    exported += 1
+                if lines:
+                    target.write(b"\n".join(lines).decode() + "\n")
+                progress.advance(len(batch), last=batch[-1][0])
+            target.flush()
     summary = {"exported": exported, "gone": gone, "unreadable": len(unreadable)}
     if args.json:
         emit_json(summary, summary_to)
@@ -189,7 +203,10 @@ async def import_(args: argparse.Namespace, out: TextIO) -> int:
     tally = Tally()
     if_match = ANY_ETAG if args.overwrite else None
     async with open_storage(args, create=True) as storage:
-        with Progress("imported", total, every=args.progress_every, quiet=args.quiet) as progress:
+        with (
+            Progress("imported", total, every=args.progress_every, quiet=args.quiet) as progress,
+            _resumable(tally),
+        ):
             pending: dict[str, WriteItem] = {}
             seen = 0
             for number, text in lines:
@@ -256,7 +273,10 @@ async def migrate(args: argparse.Namespace, out: TextIO) -> int:
                 yes=args.yes,
                 what="migrate into a storage that is not empty",
             )
-        with Progress("copied", len(keys), every=args.progress_every, quiet=args.quiet) as progress:
+        with (
+            Progress("copied", len(keys), every=args.progress_every, quiet=args.quiet) as progress,
+            _resumable(tally),
+        ):
             async for batch in stored_items(source, keys):
                 now = time.time()
                 items: dict[str, WriteItem] = {}
@@ -319,7 +339,7 @@ def add_parsers(
     p.add_argument("--overwrite", action="store_true", help="replace documents that are already there")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     add_output_options(p, progress=True)
-    p.set_defaults(run=import_)
+    p.set_defaults(run=import_, resume_hint=RESUME_HINT)
 
     p = commands.add_parser(
         "migrate",
@@ -334,4 +354,4 @@ def add_parsers(
     p.add_argument("--prefix", default="", help="only keys starting with this")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask before copying into a non-empty DST")
     add_output_options(p, progress=True)
-    p.set_defaults(run=migrate)
+    p.set_defaults(run=migrate, resume_hint=RESUME_HINT)
