@@ -333,6 +333,14 @@ async def test_doctor_checks_the_storage_keys_and_documents(target: Backend) -> 
     documents = next(c for c in report["checks"] if c["name"] == "documents")
     assert list(documents["data"]["unreadable"]) == ["user/broken"]
 
+    if target.spec["kind"] == "file":  # a damaged file is counted too, and named in a warning
+        damaged = Path(target.spec["path"]) / "user%2fdamaged"
+        damaged.write_bytes(b"\x00garbage")
+        result = turnstate("doctor", "-s", url, env={**env, **keys})
+        assert result.returncode == 1 and "FAIL  documents" in result.stdout
+        assert "1 unreadable files" in result.stdout and "user%2fdamaged" in result.stderr
+        damaged.unlink()
+
     wrong_ring = turnstate("doctor", "-s", url, env={**env, "TURNSTATE_KEYS": ring(("k2", NEW))})
     assert wrong_ring.returncode == 1 and "FAIL  documents" in wrong_ring.stdout
     bad_ring = turnstate("doctor", "-s", url, env={**env, "TURNSTATE_KEYS": "k1:short"})

@@ -105,6 +105,7 @@ def _key_ring(variable: str) -> tuple[Check, KeyRing | None]:
 async def _sample(storage: Storage, size: int, prefix: str, keys: KeyRing | None) -> Check:
     if not storage.capabilities.list_keys:
         return Check("documents", True, f"{type(storage).__name__} cannot list keys: no sample taken")
+    skipped_before = getattr(storage, "unreadable_skipped", 0)
     chosen: list[str] = []
     async for key in storage.list_keys(prefix):
         if not key.startswith(PROBE_PREFIX):
@@ -113,6 +114,9 @@ async def _sample(storage: Storage, size: int, prefix: str, keys: KeyRing | None
             break
     decoded = 0
     unreadable: dict[str, str] = {}
+    skipped = getattr(storage, "unreadable_skipped", 0) - skipped_before
+    if skipped:  # FileStorage: files that do not even name their key, logged one by one
+        unreadable["(files skipped while listing)"] = f"{skipped} unreadable files; see the warnings above"
     async for batch in stored_items(storage, sorted(chosen)):
         for key, item in batch:
             if item is None:
