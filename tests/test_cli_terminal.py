@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.cli_targets import SCRIPT
@@ -88,3 +89,11 @@ async def test_a_destructive_command_asks_first_on_a_terminal(tmp_path: Path) ->
     assert code == 0 and "deleted 'user/000'" in shown, shown
     async with FileStorage(tmp_path / "state") as storage:
         assert await storage.read(["user/000"]) == {}
+
+
+def test_importing_turnstate_or_its_command_does_not_load_rich() -> None:
+    check = "import sys, turnstate, turnstate.cli; assert 'rich' not in sys.modules, 'rich was imported'"
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ from turnstate.cli.common import add_output_options, open_storage, scope_prefix,
 from turnstate.cli.console import CONFLICT, OK, Refused, confirm, duration, emit_json, timestamp
 from turnstate.cli.documents import readable
 from turnstate.document import EMPTY
+from turnstate.errors import PreconditionFailedError
 from turnstate.keyring import DEFAULT_KEYS_ENV, KeyRing
 from turnstate.storage.base import StoredItem, WriteItem
 
@@ -98,8 +99,6 @@ async def rm(args: argparse.Namespace, out: TextIO) -> int:
         confirm(f"Delete {args.key!r} whatever it holds?", yes=args.yes, what=f"rm --force {args.key!r}")
     async with open_storage(args) as storage:
         if args.etag is not None:
-            from turnstate.errors import PreconditionFailedError
-
             try:
                 await storage.write({args.key: WriteItem(EMPTY, if_match=args.etag, ttl=_TOMBSTONE_TTL)})
             except PreconditionFailedError:

@@ -11,7 +11,7 @@ from typing import Any, Self, TextIO
 DEFAULT_EVERY = 1000
 
 
-def _rich_bar(stream: TextIO, verb: str, total: int | None) -> Any:
+def _rich_bar(stream: TextIO) -> Any:
     try:
         from rich.console import Console
         from rich.progress import (
@@ -24,7 +24,7 @@ def _rich_bar(stream: TextIO, verb: str, total: int | None) -> Any:
         )
     except ImportError:
         return None
-    bar = Progress(
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -35,7 +35,6 @@ def _rich_bar(stream: TextIO, verb: str, total: int | None) -> Any:
         console=Console(file=stream),
         transient=False,
     )
-    return bar
 
 
 class Progress:
@@ -62,7 +61,7 @@ class Progress:
         self._bar: Any = None
         self._task: Any = None
         if not quiet and self._stream.isatty():
-            self._bar = _rich_bar(self._stream, verb, total)
+            self._bar = _rich_bar(self._stream)
             if self._bar is not None:
                 self._bar.start()
                 self._task = self._bar.add_task(verb, total=total, rate="")
