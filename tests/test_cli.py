@@ -52,7 +52,7 @@ async def test_reencrypt_rewrites_every_document_under_the_new_primary(tmp_path:
     env = {"TURNSTATE_KEYS": keys_env(("k2", NEW), ("k1", OLD))}
     result = run("reencrypt", "--file", str(tmp_path), "--encrypt", "user.email", env=env)
     assert result.returncode == 0, result.stderr
-    assert "rewritten 3" in result.stdout and "%), last: " in result.stdout
+    assert "rewritten 3" in result.stdout and "%), " in result.stderr and ", last: " in result.stderr
     assert b".k1." not in stored(tmp_path) and stored(tmp_path).count(b".k2.") == 3
     again = run("reencrypt", "--file", str(tmp_path), "--encrypt", "user.email", env=env)
     assert "rewritten 0" in again.stdout and "already under 'k2' 3" in again.stdout

@@ -1,4 +1,4 @@
-"""Operator commands: ``python -m turnstate reencrypt --help``."""
+"""``python -m turnstate``: the same as the ``turnstate`` command (``python -m turnstate --help``)."""
 
 from __future__ import annotations
 
