@@ -26,7 +26,6 @@ from turnstate.storage.base import WriteItem
 from turnstate.storage.file import FileStorage, encode_key
 from turnstate.storage.filelocks import THREAD_LOCKS
 from turnstate.testing import ManualClock, StorageConformance
-from turnstate.testing.conformance import Advance
 
 
 class TestFileConformance(StorageConformance):
@@ -38,13 +37,6 @@ class TestFileConformance(StorageConformance):
     async def storage(self, tmp_path: Path, clock: ManualClock) -> AsyncIterator[FileStorage]:
         async with FileStorage(tmp_path / "state", clock=clock) as storage:
             yield storage
-
-    @pytest.fixture
-    def advance(self, clock: ManualClock) -> Advance:
-        async def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        return advance
 
 
 # -- layout and format ---------------------------------------------------------------------------------
