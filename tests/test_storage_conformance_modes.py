@@ -26,13 +26,6 @@ class TestMyStorage(StorageConformance):
     async def storage(self, clock):
         async with MemoryStorage(clock=clock) as storage:
             yield storage
-
-    @pytest.fixture
-    def advance(self, clock):
-        async def advance(seconds):
-            clock.advance(seconds)
-
-        return advance
 """
 
 

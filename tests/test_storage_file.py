@@ -22,11 +22,10 @@ from turnstate.errors import (
     PreconditionFailedError,
     StorageUnavailableError,
 )
-from turnstate.storage import file as file_module
 from turnstate.storage.base import WriteItem
 from turnstate.storage.file import FileStorage, encode_key
+from turnstate.storage.filelocks import THREAD_LOCKS
 from turnstate.testing import ManualClock, StorageConformance
-from turnstate.testing.conformance import Advance
 
 
 class TestFileConformance(StorageConformance):
@@ -38,13 +37,6 @@ class TestFileConformance(StorageConformance):
     async def storage(self, tmp_path: Path, clock: ManualClock) -> AsyncIterator[FileStorage]:
         async with FileStorage(tmp_path / "state", clock=clock) as storage:
             yield storage
-
-    @pytest.fixture
-    def advance(self, clock: ManualClock) -> Advance:
-        async def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        return advance
 
 
 # -- layout and format ---------------------------------------------------------------------------------
@@ -315,7 +307,7 @@ async def test_two_instances_in_one_process_have_one_winner_per_round(tmp_path: 
         winners = [e for e in results if e is not None]
         assert len(winners) == 1, f"round {round_no}"
         etag = winners[0]
-    assert file_module._THREAD_LOCKS._locks == {}  # the in-process lock table does not grow
+    assert len(THREAD_LOCKS) == 0  # the in-process lock table does not grow
 
 
 async def test_held_lock_times_out_with_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:

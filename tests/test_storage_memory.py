@@ -7,7 +7,6 @@ import pytest
 from turnstate.storage.base import WriteItem
 from turnstate.storage.memory import MemoryStorage
 from turnstate.testing import ManualClock, StorageConformance
-from turnstate.testing.conformance import Advance
 
 
 class TestMemoryConformance(StorageConformance):
@@ -19,13 +18,6 @@ class TestMemoryConformance(StorageConformance):
     async def storage(self, clock: ManualClock) -> AsyncIterator[MemoryStorage]:
         async with MemoryStorage(clock=clock) as storage:
             yield storage
-
-    @pytest.fixture
-    def advance(self, clock: ManualClock) -> Advance:
-        async def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        return advance
 
 
 async def test_read_never_creates_entries() -> None:

@@ -6,14 +6,11 @@ Layout of the directory::
     .tmp-<random>     a write in progress, or one a crash cut short (purge_expired removes it later)
     .locks/<name>     the key's flock(2) lock file, removed again when the key is deleted
 
-A document file is a JSON envelope ``{"format":1,"key":...,"etag":...,"expires_at":...,"value":{...}}``
-with the stored value embedded byte for byte. A write goes to a temporary file that is fsynced, then,
-under the key's lock and after its precondition is checked, renamed over the document and the directory
-fsynced: readers and crashes see the old document or the new one, never a torn file.
-
-Documents and lock files are opened without following symbolic links and without blocking, and anything
-that is not a regular file (a FIFO, a device, a socket, a directory, a link) is refused with a typed error
-naming the key; a document file is read up to :data:`MAX_DOCUMENT_BYTES`.
+A document file is a JSON envelope (:mod:`turnstate.storage.fileformat`). A write goes to a temporary
+file that is fsynced, then, under the key's lock (:mod:`turnstate.storage.filelocks`) and after its
+precondition is checked, renamed over the document and the directory fsynced: readers and crashes see the
+old document or the new one, never a torn file. Files are opened as :mod:`turnstate.storage.fileio`
+describes: never through a link, never blocking, regular files only.
 
 Each call does its file work in one worker thread (``asyncio.to_thread``): one thread hop per call rather
 than one per file operation, and a thread that holds key locks never waits for another pool thread.
@@ -22,26 +19,19 @@ than one per file operation, and a thread that holds key locks never waits for a
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import logging
 import os
-import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextlib import suppress
 from typing import ClassVar, NamedTuple
-
-import msgspec
 
 from turnstate.errors import (
     CorruptDocumentError,
-    InvalidItemError,
     InvalidKeyError,
     PreconditionFailedError,
-    StorageError,
     StorageUnavailableError,
 )
 from turnstate.storage.base import (
@@ -53,6 +43,22 @@ from turnstate.storage.base import (
     check_keys,
     check_write,
 )
+from turnstate.storage.fileformat import (
+    MAX_DOCUMENT_BYTES,
+    Envelope,
+    encode_document,
+    expired,
+    parse_document,
+)
+from turnstate.storage.fileio import (
+    TEMP_PREFIX,
+    partial_failure,
+    read_document_file,
+    sync_directory,
+    unavailable,
+    write_temp,
+)
+from turnstate.storage.filelocks import LOCK_DIR, KeyLocks
 from turnstate.storage.filenames import MAX_NAME_LENGTH, decode_key, encode_key
 
 __all__ = [
@@ -67,25 +73,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-TEMP_PREFIX = ".tmp-"
-LOCK_DIR = ".locks"
-_FORMAT = 1
-
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
-"""The largest document file read or written (envelope included); a larger value is refused on write."""
-
-# O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused right after by fstat.
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    format: int
-    key: str
-    etag: str
-    expires_at: float | None
-    value: msgspec.Raw
-
 
 class _Staged(NamedTuple):
     key: str
@@ -93,88 +80,6 @@ class _Staged(NamedTuple):
     if_match: str | None
     etag: str
     data: bytes
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(_Envelope)
-_raw_decoder = msgspec.json.Decoder(msgspec.Raw)
-
-
-def _checked_value(key: str, value: bytes) -> bytes:
-    value = bytes(value)
-    try:
-        raw = _raw_decoder.decode(value)
-    except msgspec.DecodeError as exc:
-        raise InvalidItemError(key, f"the value is not valid JSON ({exc})") from exc
-    except RecursionError:
-        raise InvalidItemError(key, "the value is nested too deeply to be read back") from None
-    if not value.startswith(b"{") or len(raw) != len(value):
-        raise InvalidItemError(key, "the value must be one JSON object with no whitespace around it")
-    return value
-
-
-def _not_a_file(mode: int) -> str:
-    """What stands where a regular file belongs, for error messages."""
-    for test, what in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISLNK, "a symbolic link"),
-    ):
-        if test(mode):
-            return what
-    return "something that is not a regular file"
-
-
-def _shown_key(name: str) -> str:
-    """The key a file name stands for, or the name itself where that is unknown (hashed or foreign)."""
-    try:
-        return decode_key(name) or name
-    except InvalidKeyError:
-        return name
-
-
-def _expired(envelope: _Envelope, now: float) -> bool:
-    return envelope.expires_at is not None and envelope.expires_at <= now
-
-
-class _ThreadLocks:
-    """One threading lock per lock file path, for the threads of this process.
-
-    flock alone is correct (locks on separate descriptors conflict within a process too), but a thread
-    can only poll for it; threads queued here are woken the moment the holder is done, so contention
-    inside one process costs no polling delay. An entry lives only while some thread uses it.
-    """
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    def acquire(self, path: str, timeout: float) -> bool:
-        with self._guard:
-            lock, users = self._locks.get(path) or (threading.Lock(), 0)
-            self._locks[path] = (lock, users + 1)
-        if lock.acquire(timeout=max(timeout, 0)):
-            return True
-        self._forget(path)
-        return False
-
-    def release(self, path: str) -> None:
-        self._locks[path][0].release()
-        self._forget(path)
-
-    def _forget(self, path: str) -> None:
-        with self._guard:
-            lock, users = self._locks[path]
-            if users == 1:
-                del self._locks[path]
-            else:
-                self._locks[path] = (lock, users - 1)
-
-
-_THREAD_LOCKS = _ThreadLocks()
 
 
 class FileStorage(Storage):
@@ -220,17 +125,15 @@ class FileStorage(Storage):
         if not stale_temp_after >= 0:
             raise ValueError(f"stale_temp_after must be >= 0 seconds, got {stale_temp_after!r}")
         self._root = os.path.abspath(os.fspath(path))
-        self._lock_dir = os.path.join(self._root, LOCK_DIR)
         self._dir_prefix = os.path.join(self._root, "")  # names never hold a separator: join by concatenation
-        self._lock_prefix = os.path.join(self._lock_dir, "")
+        self._locks = KeyLocks(self._root, lock_timeout)
         self._fsync = fsync
-        self._lock_timeout = lock_timeout
         self._stale_temp_after = stale_temp_after
         self._clock = clock
         self._skipped_guard = threading.Lock()
         self._skipped = 0
         try:
-            os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
+            os.makedirs(self._locks.directory, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StorageUnavailableError(
                 f"cannot create the state directory {self._root!r} (with its {LOCK_DIR} subdirectory): "
@@ -269,14 +172,9 @@ class FileStorage(Storage):
         staged: list[_Staged] = []
         for key, item in items.items():
             name = encode_key(key)
-            value = _checked_value(key, item.value)
             etag = uuid.uuid4().hex
             expires_at = None if item.ttl is None else now + item.ttl
-            data = _encoder.encode(_Envelope(_FORMAT, key, etag, expires_at, msgspec.Raw(value)))
-            if len(data) > MAX_DOCUMENT_BYTES:
-                raise InvalidItemError(
-                    key, f"the document would be {len(data)} bytes, over the {MAX_DOCUMENT_BYTES} byte limit"
-                )
+            data = encode_document(key, item.value, etag, expires_at)
             staged.append(_Staged(key, name, item.if_match, etag, data))
         written, failed = await asyncio.to_thread(self._write_sync, staged, now)
         if failed:
@@ -311,77 +209,15 @@ class FileStorage(Storage):
         found: dict[str, StoredItem] = {}
         for key, name in named:
             envelope = self._load(key, name)
-            if envelope is not None and not _expired(envelope, now):
+            if envelope is not None and not expired(envelope, now):
                 found[key] = StoredItem(bytes(envelope.value), envelope.etag, envelope.expires_at)
         return found
 
-    def _load(self, key: str, name: str) -> _Envelope | None:
+    def _load(self, key: str, name: str) -> Envelope | None:
         """The key's document as stored (expired or not), None if there is no file."""
         path = self._dir_prefix + name
-        data = self._read_file(key, path)
-        return None if data is None else self._parse(key, path, data)
-
-    def _read_file(self, key: str, path: str) -> bytes | None:
-        """The file's bytes, None if there is none; never follows a link, blocks, or reads past the limit."""
-        try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise CorruptDocumentError(key, self._refused("a symbolic link"), path) from None
-            if exc.errno == errno.ENXIO:
-                raise CorruptDocumentError(key, self._refused("a socket or device"), path) from None
-            raise self._unavailable(f"read the document for {key!r}", path, exc) from exc
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise CorruptDocumentError(key, self._refused(_not_a_file(info.st_mode)), path)
-            parts: list[bytes] = []
-            size = 0
-            want = min(info.st_size, MAX_DOCUMENT_BYTES) + 1
-            while True:
-                # A short read means the end of a regular file: one read for a file that did not grow.
-                part = os.read(fd, want)
-                parts.append(part)
-                size += len(part)
-                if size > MAX_DOCUMENT_BYTES:
-                    raise CorruptDocumentError(
-                        key, f"the file is over the {MAX_DOCUMENT_BYTES} byte limit of a document", path
-                    )
-                if len(part) < want:
-                    return parts[0] if len(parts) == 1 else b"".join(parts)
-                want = MAX_DOCUMENT_BYTES + 1 - size
-        except OSError as exc:
-            raise self._unavailable(f"read the document for {key!r}", path, exc) from exc
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _refused(what: str) -> str:
-        return f"{what} stands where the document file belongs (never followed or read); remove it"
-
-    @staticmethod
-    def _parse(key: str | None, path: str, data: bytes) -> _Envelope:
-        """Decode a document file; ``key`` None accepts whatever key it names (hashed file names)."""
-        shown = key if key is not None else os.path.basename(path)
-        try:
-            envelope = _decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise CorruptDocumentError(shown, f"not a turnstate document file ({exc})", path) from exc
-        except RecursionError:
-            raise CorruptDocumentError(shown, "its JSON is nested too deeply to read", path) from None
-        if envelope.format != _FORMAT:
-            raise CorruptDocumentError(
-                shown, f"file format {envelope.format} is not supported (this release reads {_FORMAT})", path
-            )
-        if key is not None and envelope.key != key:
-            raise CorruptDocumentError(
-                key, "the file belongs to another key (copied or renamed by hand, or a hash collision)", path
-            )
-        if not bytes(envelope.value).startswith(b"{"):
-            raise CorruptDocumentError(shown, "the stored value is not a JSON object", path)
-        return envelope
+        data = read_document_file(key, path)
+        return None if data is None else parse_document(key, path, data)
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -391,10 +227,10 @@ class FileStorage(Storage):
         try:
             try:
                 for item in staged:
-                    temps[item.name] = self._write_temp(item.data)
+                    temps[item.name] = write_temp(self._dir_prefix, item.data, fsync=self._fsync)
             except OSError as exc:
-                raise self._unavailable(f"write {_keys(staged)}", self._root, exc) from exc
-            with self._locked({item.name: item.key for item in staged}):
+                raise unavailable(f"write {_keys(staged)}", self._root, exc) from exc
+            with self._locks.held({item.name: item.key for item in staged}):
                 failed = [item.key for item in staged if not self._precondition_holds(item, now)]
                 for item in staged:
                     if item.key in failed:
@@ -403,13 +239,13 @@ class FileStorage(Storage):
                     try:
                         os.replace(temps.pop(item.name), target)
                     except OSError as exc:
-                        raise self._partial(f"write {item.key!r}", target, exc, written) from exc
+                        raise partial_failure(f"write {item.key!r}", target, exc, written) from exc
                     written[item.key] = item.etag
                 if written and self._fsync:
                     try:
-                        self._sync_dir()
+                        sync_directory(self._root)
                     except OSError as exc:
-                        raise self._partial("make the write durable", self._root, exc, written) from exc
+                        raise partial_failure("make the write durable", self._root, exc, written) from exc
             return written, failed
         finally:
             for temp in temps.values():
@@ -417,26 +253,10 @@ class FileStorage(Storage):
                 with suppress(OSError):
                     os.unlink(temp)
 
-    def _write_temp(self, data: bytes) -> str:
-        path = self._dir_prefix + TEMP_PREFIX + os.urandom(8).hex()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self._fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        os.close(fd)
-        return path
-
     def _precondition_holds(self, item: _Staged, now: float) -> bool:
         # Read even for "*": a corrupt or foreign file is never overwritten without a word.
         current = self._load(item.key, item.name)
-        if current is not None and _expired(current, now):
+        if current is not None and expired(current, now):
             current = None
         if item.if_match == ANY_ETAG:
             return True
@@ -448,7 +268,7 @@ class FileStorage(Storage):
         removed = False
         for name, key in named:
             path = self._dir_prefix + name
-            with self._locked({name: key}):
+            with self._locks.held({name: key}):
                 try:
                     os.unlink(path)
                     removed = True
@@ -459,106 +279,12 @@ class FileStorage(Storage):
                         key, "a directory stands where the document belongs", path
                     ) from exc
                 except OSError as exc:
-                    raise self._unavailable(f"delete {key!r}", path, exc) from exc
+                    raise unavailable(f"delete {key!r}", path, exc) from exc
         if removed and self._fsync:
             try:
-                self._sync_dir()
+                sync_directory(self._root)
             except OSError as exc:
-                raise self._unavailable("make the delete durable", self._root, exc) from exc
-
-    def _sync_dir(self) -> None:
-        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    # -- locking --------------------------------------------------------------------------------------
-
-    @contextmanager
-    def _locked(self, names: Mapping[str, str]) -> Iterator[None]:
-        """Hold the lock of every name (mapped to its key, named in errors), taken in sorted order so
-        batches never deadlock.
-
-        On release, a lock file whose document does not exist is removed while still held; whoever
-        waited on it notices (inode check in _acquire) and locks the new file instead.
-        """
-        deadline = time.monotonic() + self._lock_timeout
-        held: list[tuple[str, int]] = []
-        try:
-            for name in sorted(names):
-                path = self._lock_prefix + name
-                if not _THREAD_LOCKS.acquire(path, deadline - time.monotonic()):
-                    raise self._timed_out(path, "another task of this process")
-                try:
-                    held.append((name, self._acquire(name, names[name], deadline)))
-                except BaseException:
-                    _THREAD_LOCKS.release(path)
-                    raise
-            yield
-        finally:
-            for name, fd in held:
-                try:
-                    if not os.path.lexists(self._dir_prefix + name):
-                        # Best effort: a lock file left behind is harmless and purge_expired removes it.
-                        with suppress(OSError):
-                            os.unlink(self._lock_prefix + name)
-                finally:
-                    os.close(fd)
-                    _THREAD_LOCKS.release(self._lock_prefix + name)
-
-    def _timed_out(self, path: str, holder: str) -> StorageUnavailableError:
-        return StorageUnavailableError(
-            f"timed out after {self._lock_timeout} s waiting for the lock {path!r}: {holder} kept it that "
-            "long. Look for a hung process or task using this directory; nothing was written."
-        )
-
-    def _acquire(self, name: str, key: str, deadline: float) -> int:
-        path = self._lock_prefix + name
-        delay = 0.0001
-        while True:
-            try:
-                fd = os.open(path, _LOCK_FLAGS, 0o600)
-            except FileNotFoundError:
-                os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENXIO):
-                    raise self._bad_lock(key, "a symbolic link, socket or device", path) from None
-                raise self._unavailable(f"open the lock file of {key!r}", path, exc) from exc
-            try:
-                mode = os.fstat(fd).st_mode
-                if not stat.S_ISREG(mode):
-                    raise self._bad_lock(key, _not_a_file(mode), path)
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise self._timed_out(path, "another process") from None
-                        time.sleep(delay)
-                        delay = min(delay * 2, 0.002)
-                try:
-                    current = os.stat(path, follow_symlinks=False)
-                except FileNotFoundError:
-                    current = None
-                mine = os.fstat(fd)
-                if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
-                    return fd
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)  # the file was removed while we waited: lock its successor
-
-    @staticmethod
-    def _bad_lock(key: str, what: str, path: str) -> CorruptDocumentError:
-        return CorruptDocumentError(
-            key,
-            f"{what} stands where the key's lock file belongs (never followed or used); remove that "
-            "entry of the lock directory",
-            path,
-        )
+                raise unavailable("make the delete durable", self._root, exc) from exc
 
     # -- listing and purging --------------------------------------------------------------------------
 
@@ -566,7 +292,7 @@ class FileStorage(Storage):
         try:
             return [name for name in os.listdir(self._root) if not name.startswith(".")]
         except OSError as exc:
-            raise self._unavailable("list", self._root, exc) from exc
+            raise unavailable("list", self._root, exc) from exc
 
     def _live_keys(self, names: list[str], prefix: str, now: float) -> list[str]:
         keys = []
@@ -579,10 +305,10 @@ class FileStorage(Storage):
                 continue
             path = self._dir_prefix + name
             try:
-                data = self._read_file(key or name, path)
+                data = read_document_file(key or name, path)
                 if data is None:
                     continue
-                envelope = self._parse(key, path, data)
+                envelope = parse_document(key, path, data)
                 if key is None and encode_key(envelope.key) != name:
                     raise CorruptDocumentError(
                         envelope.key, "the file is stored under another key's name", path
@@ -590,7 +316,7 @@ class FileStorage(Storage):
             except CorruptDocumentError as exc:
                 self._skip("list_keys", exc)
                 continue
-            if envelope.key.startswith(prefix) and not _expired(envelope, now):
+            if envelope.key.startswith(prefix) and not expired(envelope, now):
                 keys.append(envelope.key)
         return keys
 
@@ -605,7 +331,7 @@ class FileStorage(Storage):
         try:
             entries = list(os.scandir(self._root))
         except OSError as exc:
-            raise self._unavailable("list", self._root, exc) from exc
+            raise unavailable("list", self._root, exc) from exc
         for entry in entries:
             try:
                 if entry.name.startswith(TEMP_PREFIX):
@@ -619,13 +345,13 @@ class FileStorage(Storage):
             except CorruptDocumentError as exc:
                 self._skip("purge_expired", exc)
             except OSError as exc:
-                raise self._unavailable("purge", entry.path, exc) from exc
-        self._purge_orphan_locks()
+                raise unavailable("purge", entry.path, exc) from exc
+        self._locks.purge_orphans(lambda exc: self._skip("purge_expired", exc))
         if removed and self._fsync:
             try:
-                self._sync_dir()
+                sync_directory(self._root)
             except OSError as exc:
-                raise self._unavailable("make the purge durable", self._root, exc) from exc
+                raise unavailable("make the purge durable", self._root, exc) from exc
         return removed
 
     def _purge_document(self, name: str, now: float) -> bool:
@@ -634,79 +360,19 @@ class FileStorage(Storage):
         except InvalidKeyError:
             return False
         path = self._dir_prefix + name
-        data = self._read_file(key or name, path)
+        data = read_document_file(key or name, path)
         if data is None:
             return False
-        envelope = self._parse(key, path, data)
-        if not _expired(envelope, now):
+        envelope = parse_document(key, path, data)
+        if not expired(envelope, now):
             return False
-        with self._locked({name: envelope.key}):
+        with self._locks.held({name: envelope.key}):
             # Check again under the lock: another process may have rewritten it meanwhile.
-            data = self._read_file(envelope.key, path)
-            if data is None or not _expired(self._parse(key, path, data), now):
+            data = read_document_file(envelope.key, path)
+            if data is None or not expired(parse_document(key, path, data), now):
                 return False
             os.unlink(path)
             return True
-
-    def _purge_orphan_locks(self) -> None:
-        try:
-            names = os.listdir(self._lock_dir)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise self._unavailable("list", self._lock_dir, exc) from exc
-        for name in names:
-            if os.path.lexists(self._dir_prefix + name):
-                continue
-            lock_path = self._lock_prefix + name
-            try:
-                fd = os.open(lock_path, _LOCK_FLAGS & ~os.O_CREAT)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENXIO):
-                    raise self._unavailable("open the lock file", lock_path, exc) from exc
-                what = "a symbolic link, socket or device"
-                self._skip("purge_expired", self._bad_lock(_shown_key(name), what, lock_path))
-                continue
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                os.close(fd)
-                self._skip("purge_expired", self._bad_lock(_shown_key(name), _not_a_file(mode), lock_path))
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # in use right now; a later purge gets it
-            try:
-                if not os.path.lexists(self._dir_prefix + name):
-                    with suppress(FileNotFoundError):
-                        os.unlink(lock_path)
-            finally:
-                os.close(fd)
-
-    # -- errors ---------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _unavailable(what: str, path: str, exc: OSError) -> StorageUnavailableError:
-        code = errno.errorcode.get(exc.errno or 0, "?")
-        return StorageUnavailableError(
-            f"file storage could not {what} at {path!r}: {exc.strerror or exc} ({code}). "
-            "Check free space, permissions and that the directory still exists."
-        )
-
-    @staticmethod
-    def _partial(what: str, path: str, exc: OSError, written: Mapping[str, str]) -> StorageError:
-        """StorageUnavailableError if nothing was written yet, else a StorageError naming what was."""
-        if not written:
-            return FileStorage._unavailable(what, path, exc)
-        code = errno.errorcode.get(exc.errno or 0, "?")
-        done = ", ".join(repr(k) for k in written)
-        return StorageError(
-            f"file storage could not {what} at {path!r}: {exc.strerror or exc} ({code}), after this call "
-            f"had already written {done}. Check free space and permissions."
-        )
 
 
 def _keys(staged: Sequence[_Staged]) -> str:

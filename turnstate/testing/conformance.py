@@ -1,19 +1,20 @@
 """The storage conformance suite: every rule of ``turnstate.storage.base``, as pytest tests.
 
-Subclass :class:`StorageConformance` and provide a ``storage`` fixture. Declare it with
-``@pytest_asyncio.fixture`` when it is async (it usually is), so the suite runs whatever your project's
-``asyncio_mode`` is: in pytest-asyncio's strict mode a plain ``@pytest.fixture`` async fixture is refused.
-The suite marks its own tests with ``pytest.mark.asyncio``. Optional hooks:
+Subclass :class:`StorageConformance` and provide a ``storage`` fixture, declared with
+``@pytest_asyncio.fixture`` when it is async so the suite runs in pytest-asyncio's strict mode (which
+refuses a plain ``@pytest.fixture`` async fixture) as in auto mode. Every test uses fresh random keys, so
+the suite can run against a shared live server.
 
-* ``storage_clock`` fixture: the storage's clock, Unix time in seconds, that the expiry it reports
-  (``StoredItem.expires_at``) is checked against. Default: your ``clock`` fixture where the test class,
-  module or a conftest defines one (a :class:`~turnstate.testing.ManualClock` given to the storage), else
-  ``time.time``.
-* ``advance`` fixture: an async callable that lets N seconds pass for the storage (default: real sleep;
-  a storage with an injectable clock moves the clock instead).
+Expiry is tested on an injectable clock: give the storage a :class:`~turnstate.testing.ManualClock` that a
+``clock`` fixture also returns (in the class, module or a conftest), and the suite checks reported
+expiries against it and moves it forward instead of sleeping; without a ``clock`` fixture it uses
+``time.time`` and real sleeps. Hooks to override:
+
+* ``storage_clock`` fixture: the clock (Unix seconds) the expiry a storage reports
+  (``StoredItem.expires_at``) is checked against. Default: the ``clock`` fixture, else ``time.time``.
+* ``advance`` fixture: an async callable that lets N seconds pass for the storage. Default: moves a
+  ManualClock ``storage_clock`` forward, else sleeps.
 * ``ttl_seconds``: the TTL used by expiry tests (default 0.5 s; raise it for a backend with coarser TTL).
-
-Every test uses fresh random keys, so the suite can run against a shared live server.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 
 from turnstate.errors import InvalidItemError, InvalidKeyError, PreconditionFailedError
 from turnstate.storage.base import ANY_ETAG, Storage, StoredItem, WriteItem
+from turnstate.testing.clock import ManualClock
 
 Advance = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -74,14 +77,13 @@ class StorageConformance:
     @pytest.fixture
     def storage_clock(self, request: pytest.FixtureRequest) -> Clock:
         try:
-            clock: Clock = request.getfixturevalue("clock")
+            return cast(Clock, request.getfixturevalue("clock"))
         except pytest.FixtureLookupError:
             return time.time
-        return clock
 
     @pytest.fixture
-    def advance(self) -> Advance:
-        return asyncio.sleep
+    def advance(self, storage_clock: Clock) -> Advance:
+        return storage_clock.sleep if isinstance(storage_clock, ManualClock) else asyncio.sleep
 
     @staticmethod
     def new_key(name: str = "k") -> str:

@@ -9,7 +9,6 @@ from cosmos_test_server import MakeStorage
 from turnstate_cosmos import CosmosStorage
 
 from turnstate.testing import ManualClock, StorageConformance
-from turnstate.testing.conformance import Advance
 
 
 class TestCosmosConformance(StorageConformance):
@@ -21,10 +20,3 @@ class TestCosmosConformance(StorageConformance):
     async def storage(self, make_storage: MakeStorage, clock: ManualClock) -> AsyncIterator[CosmosStorage]:
         async with make_storage(clock=clock) as storage:
             yield storage
-
-    @pytest.fixture
-    def advance(self, clock: ManualClock) -> Advance:
-        async def advance(seconds: float) -> None:
-            clock.advance(seconds)
-
-        return advance

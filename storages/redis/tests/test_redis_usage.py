@@ -209,16 +209,19 @@ async def test_tls_url(tmp_path: Path) -> None:
 
 
 async def test_hiredis_parses_replies_when_installed(redis_server: RedisServer) -> None:
+    from redis.asyncio.connection import DefaultParser
     from redis.utils import HIREDIS_AVAILABLE
 
     client = redis.asyncio.Redis.from_url(redis_server.url)
     try:
         async with RedisStorage(client=client) as storage:
-            await storage.read([_key()])
-        connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            key = _key()
+            etag = (await storage.write({key: WriteItem(b'{"n":1}')}))[key]
+            assert (await storage.read([key]))[key].etag == etag
         assert HIREDIS_AVAILABLE
-        assert "Hiredis" in type(connection._parser).__name__
-        await client.connection_pool.release(connection)
+        # the class every connection of the pool parses replies with
+        parser = client.connection_pool.connection_kwargs.get("parser_class", DefaultParser)
+        assert "Hiredis" in parser.__name__
     finally:
         await client.aclose()
 

@@ -1,62 +1,19 @@
-"""The stored form of an item and the server-side compare-and-set script.
+"""The stored form of an item: one Redis string, ``ts1|<etag>|<value bytes>``.
 
-Each item is one Redis string: ``ts1|<etag>|<value bytes>``. ``ts1`` names this layout, the ETag is
-ASCII without ``|``, and the value follows unchanged. A single GET reads value and ETag together; one
-SET replaces both and, without PX, drops any earlier expiry.
+``ts1`` names this layout, the ETag is ASCII without ``|``, and the value follows unchanged. A single GET
+reads value and ETag together; one SET replaces both and, without PX, drops any earlier expiry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from turnstate.errors import CorruptDocumentError
 from turnstate.storage.base import StoredItem
 
 MAGIC = b"ts1|"
-_HEADER_READ = 127
-"""Bytes of the stored string the script reads: enough for the header, never the whole value."""
-
-WRITTEN, PRECONDITION_FAILED, NOT_OUR_LAYOUT, FOREIGN_TYPE = 1, 0, -1, -2
-
-# KEYS[1] the item. ARGV[1] mode: 'a' write whatever is stored, 'c' create only, 'm' the stored ETag
-# must equal ARGV[2]. ARGV[3] the full stored string. ARGV[4] time to live in ms, or '' for none.
-CAS_SCRIPT = f"""
-local key = KEYS[1]
-local head = redis.pcall('GETRANGE', key, 0, {_HEADER_READ})
-if type(head) == 'table' then
-  return {FOREIGN_TYPE}
-end
-local mode = ARGV[1]
-if head == '' then
-  if redis.call('EXISTS', key) == 1 then
-    return {NOT_OUR_LAYOUT}
-  end
-  if mode == 'm' then
-    return {PRECONDITION_FAILED}
-  end
-else
-  if string.sub(head, 1, 4) ~= 'ts1|' then
-    return {NOT_OUR_LAYOUT}
-  end
-  local bar = string.find(head, '|', 5, true)
-  if not bar then
-    return {NOT_OUR_LAYOUT}
-  end
-  if mode == 'c' or (mode == 'm' and string.sub(head, 5, bar - 1) ~= ARGV[2]) then
-    return {PRECONDITION_FAILED}
-  end
-end
-if ARGV[4] == '' then
-  redis.call('SET', key, ARGV[3])
-else
-  redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
-end
-return {WRITTEN}
-""".encode()
-
-CAS_SHA = hashlib.sha1(CAS_SCRIPT).hexdigest()
-
+HEADER_READ = 127
+"""Bytes of the stored string the write script reads: enough for the header, never the whole value."""
 
 NOT_OUR_LAYOUT_REASON = "the Redis string there is not in turnstate's 'ts1|<etag>|<value>' layout"
 FOREIGN_TYPE_REASON = "the Redis key holds a non-string value, so something other than turnstate wrote it"
@@ -78,7 +35,7 @@ def pack(etag: str, value: bytes) -> bytes:
 
 def unpack(key: str, name: bytes, stored: bytes, expires_at: float | None = None) -> StoredItem:
     """Split a stored string into value and ETag; CorruptDocumentError naming ``key`` if it is not ours."""
-    bar = stored.find(b"|", len(MAGIC), _HEADER_READ + 1) if stored.startswith(MAGIC) else -1
+    bar = stored.find(b"|", len(MAGIC), HEADER_READ + 1) if stored.startswith(MAGIC) else -1
     etag = stored[len(MAGIC) : bar] if bar > len(MAGIC) else b""
     if not etag.isascii() or not etag:
         raise CorruptDocumentError(key, NOT_OUR_LAYOUT_REASON, where(name))

@@ -2,89 +2,32 @@
 
 from __future__ import annotations
 
-import enum
-import math
 import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    ClusterDownError,
-    MovedError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from turnstate.errors import (
     CorruptDocumentError,
-    InvalidItemError,
     InvalidKeyError,
     PreconditionFailedError,
     StorageError,
-    StorageUnavailableError,
 )
-from turnstate.storage.base import (
-    ANY_ETAG,
-    Capabilities,
-    Storage,
-    StoredItem,
-    WriteItem,
-    check_keys,
-    check_write,
-)
-from turnstate_redis._layout import (
-    CAS_SCRIPT,
-    CAS_SHA,
-    FOREIGN_TYPE,
-    FOREIGN_TYPE_REASON,
-    NOT_OUR_LAYOUT,
-    NOT_OUR_LAYOUT_REASON,
-    PRECONDITION_FAILED,
-    WRITTEN,
-    new_etag,
-    pack,
-    unpack,
-    where,
-)
-from turnstate_redis._transport import (
-    ClusterTransport,
-    Command,
-    StandaloneTransport,
-    Transport,
-    TransportError,
-)
+from turnstate.storage.base import Capabilities, Storage, StoredItem, WriteItem, check_keys, check_write
+from turnstate_redis._client import DEFAULT_TIMEOUT, UNSET, Timeout, connect
+from turnstate_redis._errors import RedisErrors
+from turnstate_redis._layout import new_etag, unpack
+from turnstate_redis._script import CAS_SCRIPT, CAS_SHA, PRECONDITION_FAILED, WRITTEN, script_args
+from turnstate_redis._transport import Command, TransportError
+
+__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_TIMEOUT", "RedisStorage"]
 
 DEFAULT_KEY_PREFIX = "turnstate:"
-DEFAULT_TIMEOUT = 5.0
 
-_MAX_TTL_MS = 2**62
 _SCRIPT_LOAD_ATTEMPTS = 2
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
-_UNAVAILABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    RedisClusterException,
-    TransportError,
-)
-
-
-class _Unset(enum.Enum):
-    UNSET = enum.auto()
-
-
-_UNSET: Literal[_Unset.UNSET] = _Unset.UNSET
 
 
 class RedisStorage(Storage):
@@ -118,53 +61,25 @@ class RedisStorage(Storage):
         client: Redis | RedisCluster | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         cluster: bool = False,
-        socket_timeout: float | Literal[_Unset.UNSET] | None = _UNSET,
-        socket_connect_timeout: float | Literal[_Unset.UNSET] | None = _UNSET,
+        socket_timeout: Timeout = UNSET,
+        socket_connect_timeout: Timeout = UNSET,
         **client_options: Any,
     ) -> None:
-        if not isinstance(key_prefix, str):
-            raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
-        try:
-            self._prefix = key_prefix.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"key_prefix {key_prefix!r} cannot be encoded as UTF-8") from exc
+        self._prefix = _encoded_prefix(key_prefix)
         self._key_prefix = key_prefix
         self._closed = False
-        if client is not None:
-            given = [
-                name
-                for name, value in (
-                    ("url", url is not None),
-                    ("cluster", cluster),
-                    ("socket_timeout", socket_timeout is not _UNSET),
-                    ("socket_connect_timeout", socket_connect_timeout is not _UNSET),
-                    *((option, True) for option in client_options),
-                )
-                if value
-            ]
-            if given:
-                raise TypeError(
-                    f"RedisStorage(client=...) takes no {', '.join(given)}: configure the client you pass"
-                )
-            self._owns_client = False
-            self._transport = _transport_for(client)
-            self._where = _describe(client)
-            return
-        if not isinstance(url, str) or not url:
-            raise TypeError("RedisStorage needs a URL such as 'redis://localhost:6379' or client=...")
-        options: dict[str, Any] = {
-            "socket_timeout": DEFAULT_TIMEOUT if socket_timeout is _UNSET else socket_timeout,
-            "socket_connect_timeout": (
-                DEFAULT_TIMEOUT if socket_connect_timeout is _UNSET else socket_connect_timeout
-            ),
-            # The storage never replays a command; a failed connect fails the call at once.
-            "retry": Retry(NoBackoff(), 0),
-            **client_options,
-        }
-        built = RedisCluster.from_url(url, **options) if cluster else Redis.from_url(url, **options)
-        self._owns_client = True
-        self._transport = _transport_for(built)
-        self._where = _describe(built)
+        connection = connect(
+            url,
+            client,
+            cluster=cluster,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            options=client_options,
+        )
+        self._transport = connection.transport
+        self._owns_client = connection.owned
+        self._where = connection.server
+        self._errors = RedisErrors(connection.server, standalone=connection.standalone)
 
     @property
     def key_prefix(self) -> str:
@@ -194,11 +109,11 @@ class RedisStorage(Storage):
             if reply is None:
                 continue
             if not isinstance(reply, bytes):
-                raise self._reply_error("read", key, name, reply)
+                raise self._errors.for_reply("read", key, name, reply)
             if not isinstance(ttl_ms, int) or ttl_ms == -2:
                 if isinstance(ttl_ms, int):
                     continue  # expired or deleted right after the GET: absent now
-                raise self._reply_error("read", key, name, ttl_ms)
+                raise self._errors.for_reply("read", key, name, ttl_ms)
             found[key] = unpack(key, name, reply, None if ttl_ms < 0 else now + ttl_ms / 1000)
         return found
 
@@ -214,7 +129,7 @@ class RedisStorage(Storage):
             name, etag = self._name(key), new_etag()
             names.append(name)
             etags.append(etag)
-            commands.append(("EVALSHA", CAS_SHA, 1, name, *_script_args(key, items[key], etag)))
+            commands.append(("EVALSHA", CAS_SHA, 1, name, *script_args(key, items[key], etag)))
         replies = await self._run_script(keys, names, commands)
         written: dict[str, str] = {}
         failed: list[str] = []
@@ -225,7 +140,7 @@ class RedisStorage(Storage):
             elif reply == PRECONDITION_FAILED:
                 failed.append(key)
             elif problem is None:
-                problem = self._reply_error("write", key, name, reply)
+                problem = self._errors.for_reply("write", key, name, reply)
         if problem is not None:
             raise problem
         if failed:
@@ -241,7 +156,7 @@ class RedisStorage(Storage):
         replies = await self._execute("delete", unique, names, [("DEL", name) for name in names])
         for key, name, reply in zip(unique, names, replies, strict=True):
             if isinstance(reply, Exception):
-                raise self._reply_error("delete", key, name, reply)
+                raise self._errors.for_reply("delete", key, name, reply)
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield live keys starting with ``prefix`` (SCAN over every primary; each key once)."""
@@ -257,7 +172,7 @@ class RedisStorage(Storage):
                 seen.add(name)
                 yield self._key_of(name)
         except (RedisError, RedisClusterException, TransportError) as exc:
-            raise self._call_error("list keys under", [prefix], exc) from exc
+            raise self._errors.for_call("list keys under", [prefix], exc) from exc
 
     async def aclose(self) -> None:
         """Close the client if this storage built it; a client passed in is left open. Idempotent."""
@@ -302,7 +217,7 @@ class RedisStorage(Storage):
         try:
             return await self._transport.execute(names, commands, prelude)
         except (RedisError, RedisClusterException, TransportError) as exc:
-            raise self._call_error(action, keys, exc) from exc
+            raise self._errors.for_call(action, keys, exc) from exc
 
     async def _run_script(self, keys: list[str], names: list[bytes], commands: list[Command]) -> list[object]:
         """Run EVALSHA commands; where the server lost the script, load it and re-send just those.
@@ -325,92 +240,15 @@ class RedisStorage(Storage):
                 replies[index] = reply
         return replies
 
-    def _call_error(self, action: str, keys: Sequence[str], exc: BaseException) -> StorageError:
-        shown = ", ".join(repr(k) for k in keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        if isinstance(exc, _UNAVAILABLE):
-            outcome = (
-                " Each key was written completely or not at all, but which is unknown: re-read before"
-                " writing again."
-                if action == "write"
-                else ""
-            )
-            return StorageUnavailableError(
-                f"Redis at {self._where} failed to {action} {shown}: {type(exc).__name__}: {_text(exc)}. "
-                f"Nothing was retried.{outcome} The next call reconnects by itself."
-            )
-        if isinstance(exc, MovedError) and isinstance(self._transport, StandaloneTransport):
-            outcome = (
-                " Keys in slots this node serves may have been written: re-read before writing again."
-                if action == "write"
-                else ""
-            )
-            return StorageError(
-                f"Redis at {self._where} answered MOVED to {action} {shown} (slot {exc.slot_id} is served "
-                f"by {exc.host}:{exc.port}): the server is a Redis Cluster, and this storage was made for a "
-                "single server. Pass cluster=True (RedisStorage(url, cluster=True)), or give it a "
-                f"redis.asyncio.RedisCluster as client=.{outcome}"
-            )
-        return StorageError(
-            f"Redis at {self._where} refused to {action} {shown}: {type(exc).__name__}: {exc}"
-        )
 
-    def _reply_error(self, action: str, key: str, name: bytes, reply: object) -> StorageError:
-        if reply == FOREIGN_TYPE or (isinstance(reply, ResponseError) and str(reply).startswith("WRONGTYPE")):
-            return CorruptDocumentError(key, FOREIGN_TYPE_REASON, where(name))
-        if reply == NOT_OUR_LAYOUT:
-            return CorruptDocumentError(key, NOT_OUR_LAYOUT_REASON, where(name))
-        if isinstance(reply, BaseException):
-            return self._call_error(action, [key], reply)
-        return StorageError(f"Redis at {self._where} gave an unexpected reply to {action} {key!r}: {reply!r}")
-
-
-def _script_args(key: str, item: WriteItem, etag: str) -> tuple[bytes | str, ...]:
-    value = item.value
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidItemError(key, f"the value must be bytes, got {type(value).__name__}")
-    ttl = b""
-    if item.ttl is not None:
-        if not math.isfinite(item.ttl) or item.ttl * 1000 >= _MAX_TTL_MS:
-            raise InvalidItemError(key, f"ttl {item.ttl!r} is too large for Redis; omit it to never expire")
-        ttl = str(max(1, math.ceil(item.ttl * 1000))).encode()
-    if item.if_match == ANY_ETAG:
-        mode, expected = "a", ""
-    elif item.if_match is None:
-        mode, expected = "c", ""
-    elif isinstance(item.if_match, str):
-        mode, expected = "m", item.if_match
-    else:
-        raise InvalidItemError(key, f"if_match must be '*', None or an ETag str, got {item.if_match!r}")
-    return mode, expected.encode("utf-8", "surrogateescape"), pack(etag, value), ttl
-
-
-def _text(exc: BaseException) -> str:
-    return str(exc).strip().rstrip(".") or "(no message)"
+def _encoded_prefix(key_prefix: str) -> bytes:
+    if not isinstance(key_prefix, str):
+        raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
+    try:
+        return key_prefix.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"key_prefix {key_prefix!r} cannot be encoded as UTF-8") from exc
 
 
 def _glob_escape(raw: bytes) -> bytes:
     return b"".join(b"\\" + bytes((c,)) if c in _GLOB_SPECIAL else bytes((c,)) for c in raw)
-
-
-def _transport_for(client: object) -> Transport:
-    if isinstance(client, RedisCluster):
-        return ClusterTransport(client)
-    if isinstance(client, Redis):
-        return StandaloneTransport(client)
-    raise TypeError(
-        f"client must be a redis.asyncio.Redis or redis.asyncio.RedisCluster, got {type(client).__module__}."
-        f"{type(client).__name__} (the synchronous redis.Redis cannot be used)"
-    )
-
-
-def _describe(client: Redis | RedisCluster) -> str:
-    """Where the client connects, for error messages; never includes a password."""
-    if isinstance(client, RedisCluster):
-        nodes = client.get_nodes() or list(client.nodes_manager.startup_nodes.values())
-        shown = ",".join(sorted(node.name for node in nodes)[:3])
-        return f"cluster {shown}" if shown else "cluster"
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix:{kwargs['path']}"
-    scheme = "rediss" if client.connection_pool.connection_class.__name__.startswith("SSL") else "redis"
-    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
