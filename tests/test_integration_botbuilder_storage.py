@@ -19,7 +19,6 @@ from turnstate import (
     MemoryStorage,
     PlaintextFieldError,
     PreconditionFailedError,
-    WriteItem,
 )
 from turnstate.integrations.botbuilder import (
     BotBuilderConfigError,
@@ -182,9 +181,3 @@ async def test_the_stored_layout_is_documented_json() -> None:
     await BotBuilderStorage(storage).write({"k": {"a": 1, "e_tag": "*"}})
     body = json.loads((await storage.read(["k"]))["k"].value)
     assert body == {"$botbuilder": 1, "document": {"a": 1}, "activity": None}
-
-
-async def test_a_write_racing_a_create_in_the_same_storage_is_not_lost() -> None:
-    storage = MemoryStorage()
-    await storage.write({"k": WriteItem(b'{"$botbuilder":1,"document":{"a":1},"activity":null}', None)})
-    assert (await BotBuilderStorage(storage).read(["k"]))["k"]["a"] == 1
