@@ -94,6 +94,10 @@ async def test_bad_arguments_are_typed_errors_naming_the_key() -> None:
     assert await bridge.read(["k"]) == {}
     with pytest.raises(BotBuilderConfigError, match="'msteams/'"):
         BotBuilderStorage(MemoryStorage(), ttl={"msteams/": 0})
+    with pytest.raises(BotBuilderConfigError, match="single string 'k'"):
+        await bridge.read("k")
+    with pytest.raises(BotBuilderConfigError, match="got list"):
+        await bridge.write([("k", {})])  # type: ignore[arg-type]
     with pytest.raises(BotBuilderConfigError, match="turnstate storage"):
         BotBuilderStorage({})  # type: ignore[arg-type]
 

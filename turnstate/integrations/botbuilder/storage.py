@@ -95,7 +95,7 @@ class MissingArgumentError(StorageError, ValueError):
 
 
 class BotBuilderConfigError(TurnStateError, TypeError, ValueError):
-    """BotBuilderStorage was given a storage, ttl or encryption it cannot use."""
+    """BotBuilderStorage was given a storage, ttl, encryption or argument it cannot use."""
 
 
 def scope_of(key: str) -> str | None:
@@ -248,6 +248,8 @@ class BotBuilderStorage(_BotStorage):  # type: ignore[misc]
             raise MissingArgumentError(
                 "Keys are required when reading", "pass a list of storage keys, like [storage_key]"
             )
+        if isinstance(keys, str):
+            raise BotBuilderConfigError(f"read() takes a list of keys, got the single string {keys!r}")
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
@@ -275,6 +277,10 @@ class BotBuilderStorage(_BotStorage):  # type: ignore[misc]
             )
         if not changes:
             return
+        if not isinstance(changes, Mapping):
+            raise BotBuilderConfigError(
+                f"write() takes a dict of storage key to item, got {type(changes).__name__}"
+            )
         turn = current_turn()
         activity = None if turn is None else turn.activity
         batch: dict[str, WriteItem] = {}
@@ -308,6 +314,8 @@ class BotBuilderStorage(_BotStorage):  # type: ignore[misc]
             raise MissingArgumentError(
                 "Keys are required when deleting", "pass a list of storage keys, like [storage_key]"
             )
+        if isinstance(keys, str):
+            raise BotBuilderConfigError(f"delete() takes a list of keys, got the single string {keys!r}")
         await self.storage.delete(list(dict.fromkeys(keys)))
 
     @staticmethod
