@@ -1,4 +1,4 @@
-"""turnstate for the Bot Framework SDK (botbuilder-core): state as botbuilder middleware.
+"""TurnStateMiddleware: turnstate's per-turn state as botbuilder middleware.
 
 ::
 
@@ -15,7 +15,10 @@
 The state is on ``turn_context.turn_state[STATE_KEY]`` (and ``turn_context.state``). It loads before the
 rest of the pipeline and commits after it returns; any exception discards it. botbuilder sends replies as
 the handler runs, so a redelivery that races its first delivery can still have replied; its state changes
-are dropped all the same. Needs ``pip install "turnstate[botbuilder]"``.
+are dropped all the same.
+
+While a turn runs, the middleware also tells :class:`~turnstate.integrations.botbuilder.BotBuilderStorage`
+which activity it is (see :mod:`.turn`), so what botbuilder's own ``BotState`` saves is exactly-once too.
 """
 
 from __future__ import annotations
@@ -23,14 +26,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-try:
-    from botbuilder.core import Middleware, TurnContext
-except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "turnstate.integrations.botbuilder needs botbuilder-core: pip install 'turnstate[botbuilder]'"
-    ) from exc
+from botbuilder.core import Middleware, TurnContext
 
 from turnstate.errors import DuplicateActivityError, StateError
+from turnstate.integrations.botbuilder.turn import enter_turn, leave_turn
 from turnstate.manager import StateManager
 from turnstate.middleware import StateMiddleware
 from turnstate.state import TurnState
@@ -54,7 +53,11 @@ class TurnStateMiddleware(Middleware):  # type: ignore[misc]
         self._state = StateMiddleware(manager, on_duplicate=self._duplicate)
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable[Any]]) -> None:
-        await self._state(_Context(context), logic)
+        token = enter_turn(context.activity)
+        try:
+            await self._state(_Context(context), logic)
+        finally:
+            leave_turn(token)
 
     async def _duplicate(self, ctx: Any, error: DuplicateActivityError | None) -> None:
         if self._on_duplicate is not None:
