@@ -123,6 +123,7 @@ class Azurite:
                     *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
                     *("--location", str(self.workdir / "data")),
                     *("--silent", "--skipApiVersionCheck", "--loose"),
+                    "--disableTelemetry",  # Azurite would otherwise report usage over the network
                 ],
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
@@ -168,7 +169,8 @@ class Azurite:
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            pass
+            self._reap()
+            raise ServerError("Azurite did not shut down within 10 s of SIGTERM; it was killed") from None
         self._reap()
 
     def kill(self) -> None:
