@@ -128,9 +128,13 @@ async def bench(azurite: Azurite, seconds: float, rounds: int, samples: int) -> 
         create_container=True,
         raw_request_hook=ours_counter,
     )
-    service = BlobServiceClient.from_connection_string(azurite.connection_string, raw_request_hook=raw_counter)
+    service = BlobServiceClient.from_connection_string(
+        azurite.connection_string, raw_request_hook=raw_counter
+    )
     try:
-        await storage.write({key: WriteItem(DOCUMENT) for n in range(max(LEVELS)) for key in keys_of(n, "ours/")})
+        await storage.write(
+            {key: WriteItem(DOCUMENT) for n in range(max(LEVELS)) for key in keys_of(n, "ours/")}
+        )
         container = service.get_container_client(CONTAINER)
         for n in range(max(LEVELS)):
             for key in keys_of(n, "raw/"):
@@ -144,7 +148,9 @@ async def bench(azurite: Azurite, seconds: float, rounds: int, samples: int) -> 
         print("one turn = 2 blob downloads at once + 2 uploads with If-Match on their ETags at once")
         ours_requests = await requests_per_turn(ours_counter, ours)(20)
         raw_requests = await requests_per_turn(raw_counter, raw)(20)
-        print(f"requests per turn: BlobStorage {ours_requests:.2f}, raw azure-storage-blob {raw_requests:.2f}")
+        print(
+            f"requests per turn: BlobStorage {ours_requests:.2f}, raw azure-storage-blob {raw_requests:.2f}"
+        )
 
         ours_times: list[float] = []
         raw_times: list[float] = []

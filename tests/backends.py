@@ -140,7 +140,9 @@ def open_spec(spec: dict[str, Any]) -> Storage:
     if kind == "blob":
         from turnstate_blob import BlobStorage
 
-        return BlobStorage(spec["container"], connection_string=spec["connection_string"], create_container=True)
+        return BlobStorage(
+            spec["container"], connection_string=spec["connection_string"], create_container=True
+        )
     if kind in ("redis", "redis-cluster"):
         from turnstate_redis import RedisStorage
 

@@ -62,7 +62,7 @@ async def raw_container(service: BlobServiceClient, container_name: str) -> Cont
 
 @pytest.fixture
 async def make_storage(blob_account: Account, container_name: str) -> AsyncIterator[MakeStorage]:
-    """Build BlobStorage instances on the test's container (created on first use unless told); closed after."""
+    """Build BlobStorage instances on the test's container (created on first use unless told otherwise)."""
     made: list[BlobStorage] = []
 
     def make(**options: Any) -> BlobStorage:

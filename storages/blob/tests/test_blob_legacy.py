@@ -33,7 +33,9 @@ AGENTS_SDK = {
 }
 
 
-async def put(container: ContainerClient, layout: dict[str, dict[str, object]], *, encode: bool = False) -> None:
+async def put(
+    container: ContainerClient, layout: dict[str, dict[str, object]], *, encode: bool = False
+) -> None:
     for key, item in layout.items():
         name = quote(key, safe="") if encode else key
         await container.upload_blob(name, json.dumps(item).encode(), overwrite=True)
@@ -66,7 +68,9 @@ async def test_bot_framework_and_agents_sdk_blobs_are_read_with_their_keys(
     }
 
 
-async def test_url_encoded_names_are_decoded(make_storage: MakeStorage, raw_container: ContainerClient) -> None:
+async def test_url_encoded_names_are_decoded(
+    make_storage: MakeStorage, raw_container: ContainerClient
+) -> None:
     """The JavaScript and .NET BlobsStorage name blobs after the URL-encoded key."""
     await make_storage().create_container()
     await put(raw_container, BOT_FRAMEWORK, encode=True)

@@ -15,7 +15,9 @@ from turnstate.testing.conformance import TRICKY_KEYS
 
 # Keys rich in the characters the escaping treats specially, so collisions would show up.
 keys = st.text(
-    alphabet=st.sampled_from(["a", "%", "/", ".", "\\", "?", "#", "2", "E", "F", " ", "\n", "\x00", "ü", "🙂"]),
+    alphabet=st.sampled_from(
+        ["a", "%", "/", ".", "\\", "?", "#", "2", "E", "F", " ", "\n", "\x00", "ü", "🙂"]
+    ),
     min_size=1,
 ) | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1)
 

@@ -40,7 +40,9 @@ async def stored(container: ContainerClient, name: str) -> tuple[bytes, dict[str
     return content, dict(properties.metadata), properties.etag, properties.content_settings.content_type
 
 
-async def test_blob_layout(make_storage: MakeStorage, raw_container: ContainerClient, clock: ManualClock) -> None:
+async def test_blob_layout(
+    make_storage: MakeStorage, raw_container: ContainerClient, clock: ManualClock
+) -> None:
     """A blob holds the value as it is, with the layout and the expiry in its metadata."""
     storage = make_storage(clock=clock)
     key = new_key("conversation/19:abc@thread.v2")
@@ -84,7 +86,11 @@ async def test_long_key_is_stored_under_its_hash_and_checked_on_read(
 
 @pytest.mark.parametrize(
     "content, metadata",
-    [(b'{"n":1}', {}), (b'{"n":1}', {"turnstate": "9"}), (b'{"n":1}', {"turnstate": "1", "turnstate_expires_at": "x"})],
+    [
+        (b'{"n":1}', {}),
+        (b'{"n":1}', {"turnstate": "9"}),
+        (b'{"n":1}', {"turnstate": "1", "turnstate_expires_at": "x"}),
+    ],
     ids=["no-metadata", "other-layout", "bad-expiry"],
 )
 async def test_blob_turnstate_did_not_write_is_reported_not_returned(
@@ -98,7 +104,7 @@ async def test_blob_turnstate_did_not_write_is_reported_not_returned(
 
     with pytest.raises(CorruptDocumentError) as info:
         await storage.read([good, key])
-    assert info.value.key == key and "{\"n\"" not in str(info.value)
+    assert info.value.key == key and '{"n"' not in str(info.value)
     with pytest.raises(CorruptDocumentError):
         await storage.write({key: WriteItem(b'{"n":2}', if_match=None)})
     assert (await storage.read([good]))[good].value == b'{"good":1}'
@@ -157,7 +163,9 @@ async def test_storage_given_a_client_never_closes_it(blob_account: Account, con
             await storage.read([key])
 
 
-async def test_account_url_with_a_key_credential_or_a_sas_token(blob_account: Account, container_name: str) -> None:
+async def test_account_url_with_a_key_credential_or_a_sas_token(
+    blob_account: Account, container_name: str
+) -> None:
     sync = SyncBlobServiceClient.from_connection_string(blob_account.connection_string)
     account_url, name, account_key = sync.url, sync.account_name, sync.credential.account_key
     sync.close()
@@ -221,7 +229,9 @@ def test_construction_is_checked(blob_account: Account) -> None:
         BlobStorage("c", account_url="https://a.blob.core.windows.net", credential="k", sas_token="sv=1")
 
 
-async def test_a_value_that_is_not_bytes_is_refused_before_anything_is_written(make_storage: MakeStorage) -> None:
+async def test_a_value_that_is_not_bytes_is_refused_before_anything_is_written(
+    make_storage: MakeStorage,
+) -> None:
     storage = make_storage()
     good, bad = new_key("good"), new_key("bad")
     with pytest.raises(InvalidItemError) as info:

@@ -26,7 +26,6 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob.aio import ContainerClient
 
 from turnstate.errors import CorruptDocumentError, StorageError
-
 from turnstate_blob.storage import LAYOUT_FIELD
 
 LEGACY_ETAG_FIELD = "e_tag"
@@ -75,7 +74,7 @@ async def read_legacy(
     except HttpResponseError as exc:
         raise StorageError(
             f"could not read the legacy blobs of container {container.container_name!r}: "
-            f"{type(exc).__name__} {exc.status_code} {exc.error_code or ''}".rstrip()
+            f"{type(exc).__name__} {exc.status_code} {getattr(exc, 'error_code', None) or ''}".rstrip()
         ) from exc
 
 
@@ -95,7 +94,8 @@ async def _download_all(
         if not isinstance(document, dict):
             raise CorruptDocumentError(
                 key,
-                "the blob is not a JSON object, so it is not an item of the Bot Framework or Agents SDK layout",
+                "the blob is not a JSON object, so it is not an item of the Bot Framework or Agents SDK "
+                "layout",
                 f"container {container.container_name!r}, blob {name!r}",
             )
         document.pop(LEGACY_ETAG_FIELD, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -44,7 +45,7 @@ LAYOUT_FIELD = "turnstate"
 """Metadata field that marks a blob as written by BlobStorage; its value is the layout version."""
 LAYOUT = "1"
 EXPIRES_FIELD = "turnstate_expires_at"
-"""Metadata field holding the blob's expiry (Unix seconds, as ``repr(float)``); absent when it never expires."""
+"""Metadata field holding the blob's expiry (Unix seconds, ``repr`` of a float); absent: never expires."""
 KEY_BYTES_FIELD = "turnstate_key_bytes"
 """Metadata field of a hashed name: the length of the real key (UTF-8) that starts the blob's content."""
 
@@ -53,7 +54,6 @@ _CREATE_ATTEMPTS = 3
 _UNAVAILABLE_STATUS = frozenset({408, 500, 502, 503, 504})
 _NATIVE_ERRORS = (AzureError, aiohttp.ClientError, TimeoutError, OSError)
 _JSON = ContentSettings(content_type="application/json")
-
 
 
 class _Failed(Exception):
@@ -79,7 +79,8 @@ class BlobStorage(Storage):
     * ``connection_string=`` (an account key or SAS connection string, or Azurite's);
     * ``account_url=`` with ``credential=`` (the account key, an ``AzureNamedKeyCredential``, an
       ``AzureSasCredential`` or an async token credential), or with ``sas_token=``, or with neither, in
-      which case ``azure.identity.aio.DefaultAzureCredential`` is used (``pip install turnstate-blob[identity]``);
+      which case ``azure.identity.aio.DefaultAzureCredential`` is used
+      (``pip install turnstate-blob[identity]``);
     * ``service_client=`` (an ``azure.storage.blob.aio.BlobServiceClient``) or ``container_client=``
       (a ``ContainerClient``, which names the container itself): used as is and never closed.
 
@@ -262,7 +263,7 @@ class BlobStorage(Storage):
                 raise result
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Yield live keys starting with ``prefix``: a listing of the names it escapes to, and of hashed names."""
+        """Yield live keys starting with ``prefix``: lists the names it escapes to, and hashed names."""
         if not isinstance(prefix, str):
             raise InvalidKeyError(repr(prefix), f"a key prefix is a str, got {type(prefix).__name__}")
         await self._open()
@@ -313,7 +314,7 @@ class BlobStorage(Storage):
         return deleted
 
     async def aclose(self) -> None:
-        """Close the client (and credential) if this storage made them; ones passed in stay open. Idempotent."""
+        """Close the client and credential if this storage made them; ones passed in stay open. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -374,7 +375,9 @@ class BlobStorage(Storage):
         except UnicodeDecodeError:
             raise CorruptDocumentError(repr(name), "the key it holds is not UTF-8", self._where) from None
         if blob_name(key) != name:
-            raise CorruptDocumentError(key, f"blob {name!r} holds a key that does not hash to it", self._where)
+            raise CorruptDocumentError(
+                key, f"blob {name!r} holds a key that does not hash to it", self._where
+            )
         return key
 
     async def _download(self, key: str, name: str) -> _Blob | None:
@@ -391,7 +394,9 @@ class BlobStorage(Storage):
         properties = downloader.properties
         return _Blob(content, properties.etag, properties.metadata or {})
 
-    async def _write_one(self, key: str, if_match: str | None, content: bytes, metadata: dict[str, str]) -> str:
+    async def _write_one(
+        self, key: str, if_match: str | None, content: bytes, metadata: dict[str, str]
+    ) -> str:
         name = blob_name(key)
         if if_match == ANY_ETAG:
             etag = await self._upload(key, name, content, metadata, overwrite=True)
@@ -469,7 +474,9 @@ class BlobStorage(Storage):
         where = f"{self._where}, blob {name!r}"
         if metadata.get(LAYOUT_FIELD) != LAYOUT:
             raise CorruptDocumentError(
-                key, f"the blob has no '{LAYOUT_FIELD}={LAYOUT}' metadata, so turnstate did not write it", where
+                key,
+                f"the blob has no '{LAYOUT_FIELD}={LAYOUT}' metadata, so turnstate did not write it",
+                where,
             )
         expires_at = _expiry(key, metadata, where)
         if not is_hashed(name):
@@ -477,7 +484,9 @@ class BlobStorage(Storage):
         length = _key_length(key, metadata, where)
         stored_key = blob.content[:length]
         if stored_key != key.encode("utf-8"):
-            raise CorruptDocumentError(key, "the blob under this key's hashed name belongs to another key", where)
+            raise CorruptDocumentError(
+                key, "the blob under this key's hashed name belongs to another key", where
+            )
         return blob.content[length:], expires_at
 
     def _error(self, action: str, keys: Sequence[str], exc: BaseException) -> StorageError:
@@ -580,14 +589,14 @@ def _split_etag(public: str) -> tuple[str, float | None]:
 def _default_credential() -> Any:
     """azure-identity's DefaultAzureCredential (async), imported only when it is needed."""
     try:
-        from azure.identity.aio import DefaultAzureCredential
+        identity = importlib.import_module("azure.identity.aio")
     except ImportError as exc:
         raise TypeError(
             "BlobStorage(account_url=...) without credential= or sas_token= signs in with azure-identity's "
             "DefaultAzureCredential, which is not installed: pip install 'turnstate-blob[identity]', or pass "
             "credential= (the account key or a token credential) or sas_token="
         ) from exc
-    return DefaultAzureCredential()
+    return identity.DefaultAzureCredential()
 
 
 def _describe(container: ContainerClient) -> str:
@@ -609,4 +618,3 @@ def _shown(keys: Sequence[str]) -> str:
 def _text(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else "(no message)").rstrip(".")[:300]
-
