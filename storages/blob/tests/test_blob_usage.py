@@ -257,3 +257,14 @@ async def test_turns_of_a_state_manager_on_blob_storage(make_storage: MakeStorag
     assert len(keys) == 1
     found = (await manager.storage.read(keys))[keys[0]]
     assert found.expires_at is not None and json.loads(found.value)["data"]["count"] == 3
+
+
+async def test_account_url_alone_signs_in_with_azure_identity_and_closes_that_credential() -> None:
+    """azure-identity is imported only for this; the credential the storage made is its to close."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    storage = BlobStorage("bot-state", account_url="https://example.blob.core.windows.net")
+    credential = storage.container_client.credential
+    assert isinstance(credential, DefaultAzureCredential)
+    await storage.aclose()
+    await storage.aclose()
