@@ -277,7 +277,7 @@ class BlobStorage(Storage):
                 if key is None or key in seen or not key.startswith(prefix):
                     continue
                 seen.add(key)
-                if _live(_expiry(key, properties.metadata, self._where), now):
+                if _live(_expiry(key, properties.metadata or {}, self._where), now):
                     yield key
 
     async def purge_expired(self) -> int:
@@ -433,7 +433,9 @@ class BlobStorage(Storage):
                 **options,
             )
         except HttpResponseError as exc:
-            if exc.status_code in (409, 412) or (etag is not None and _blob_missing(exc)):
+            if _refused_precondition(
+                exc, create_only=not overwrite and etag is None, if_match=etag is not None
+            ):
                 raise _Failed(key) from exc
             raise self._error("write", [key], exc) from exc
         except _NATIVE_ERRORS as exc:
@@ -560,6 +562,15 @@ def _key_length(key: str, metadata: Mapping[str, str], where: str) -> int:
             key, f"the blob has a hashed name but no valid '{KEY_BYTES_FIELD}' metadata", where
         )
     return int(text)
+
+
+def _refused_precondition(exc: HttpResponseError, *, create_only: bool, if_match: bool) -> bool:
+    """Azure refused a conditional Put Blob for its condition (not, say, for a lease on the blob)."""
+    code = getattr(exc, "error_code", None)
+    failed_condition = exc.status_code == 412 and code in (None, "ConditionNotMet")
+    if create_only:
+        return failed_condition or (exc.status_code == 409 and code in (None, "BlobAlreadyExists"))
+    return if_match and (failed_condition or _blob_missing(exc))
 
 
 def _blob_missing(exc: HttpResponseError) -> bool:
