@@ -268,3 +268,23 @@ async def test_account_url_alone_signs_in_with_azure_identity_and_closes_that_cr
     assert isinstance(credential, DefaultAzureCredential)
     await storage.aclose()
     await storage.aclose()
+
+
+async def test_a_leased_blob_is_a_storage_error_not_a_conflict(
+    make_storage: MakeStorage, raw_container: ContainerClient
+) -> None:
+    """Azure refuses writes to a blob leased by someone else (412 LeaseIdMissing): that is no ETag conflict,
+    so a turn must not re-read and retry it forever."""
+    storage = make_storage()
+    key = new_key("leased")
+    etag = (await storage.write({key: WriteItem(b'{"n":1}')}))[key]
+    lease = await raw_container.get_blob_client(blob_name(key)).acquire_lease(lease_duration=-1)
+    try:
+        for if_match in ("*", etag):
+            with pytest.raises(StorageError, match="LeaseIdMissing") as info:
+                await storage.write({key: WriteItem(b'{"n":2}', if_match=if_match)})
+            assert not isinstance(info.value, PreconditionFailedError)
+            assert key in str(info.value)
+    finally:
+        await lease.release()
+    assert (await storage.read([key]))[key].value == b'{"n":1}'

@@ -495,7 +495,7 @@ class BlobStorage(Storage):
         if isinstance(exc, StorageError):
             return exc
         status = getattr(exc, "status_code", None)
-        code = getattr(exc, "error_code", None)
+        code = _error_code(exc)
         what = f"{action} {_shown(keys)}" if keys else action
         detail = f"{type(exc).__name__}{f' {status}' if status else ''}{f' {code}' if code else ''}"
         if isinstance(
@@ -564,9 +564,15 @@ def _key_length(key: str, metadata: Mapping[str, str], where: str) -> int:
     return int(text)
 
 
+def _error_code(exc: BaseException) -> str | None:
+    """Azure's error code (``BlobNotFound``...) as plain text; the SDK gives an enum member or a str."""
+    code = getattr(exc, "error_code", None)
+    return None if code is None else str(getattr(code, "value", code))
+
+
 def _refused_precondition(exc: HttpResponseError, *, create_only: bool, if_match: bool) -> bool:
     """Azure refused a conditional Put Blob for its condition (not, say, for a lease on the blob)."""
-    code = getattr(exc, "error_code", None)
+    code = _error_code(exc)
     failed_condition = exc.status_code == 412 and code in (None, "ConditionNotMet")
     if create_only:
         return failed_condition or (exc.status_code == 409 and code in (None, "BlobAlreadyExists"))
@@ -575,7 +581,7 @@ def _refused_precondition(exc: HttpResponseError, *, create_only: bool, if_match
 
 def _blob_missing(exc: HttpResponseError) -> bool:
     """A 404 about the blob itself, not about its container."""
-    return exc.status_code == 404 and getattr(exc, "error_code", None) != "ContainerNotFound"
+    return exc.status_code == 404 and _error_code(exc) != "ContainerNotFound"
 
 
 def _live(expires_at: float | None, now: float) -> bool:
