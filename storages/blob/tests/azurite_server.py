@@ -20,8 +20,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any  # noqa: F401
 
+import pytest
 from turnstate_blob import BlobStorage
 
 TESTSERVER_DIR = Path(__file__).resolve().parent.parent / "testserver"
@@ -180,6 +180,16 @@ class Azurite:
     def stop(self) -> None:
         """End it, data no longer needed (SIGKILL, since a graceful shutdown waits for idle connections)."""
         self._reap()
+
+
+def started_azurite(azurite: Azurite) -> Azurite:
+    """Start it, or fail the test (never skip) with the reason."""
+    try:
+        azurite.start()
+    except ServerError as exc:
+        azurite.stop()
+        pytest.fail(f"could not start Azurite, which the Blob storage tests need: {exc}", pytrace=False)
+    return azurite
 
 
 @dataclass(frozen=True)

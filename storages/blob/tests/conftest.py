@@ -11,19 +11,10 @@ from typing import Any
 
 import pytest
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
-from azurite_server import Account, Azurite, MakeStorage, ServerError, real_account
+from azurite_server import Account, Azurite, MakeStorage, real_account, started_azurite
 from turnstate_blob import BlobStorage
 
 from turnstate.testing import ManualClock
-
-
-def started_azurite(azurite: Azurite) -> Azurite:
-    try:
-        azurite.start()
-    except ServerError as exc:
-        azurite.stop()
-        pytest.fail(f"could not start Azurite, which the Blob storage tests need: {exc}", pytrace=False)
-    return azurite
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 from azure.core.exceptions import AzureError
-from azurite_server import Azurite
-from conftest import started_azurite
+from azurite_server import Azurite, started_azurite
 from turnstate_blob import BlobStorage
 
 from turnstate.errors import PreconditionFailedError, StorageUnavailableError
