@@ -42,6 +42,13 @@ class Backend:
     async def close_all(self) -> None:
         for storage in self.opened:
             await storage.aclose()
+        if self.spec["kind"] == "blob":  # each test has a container of its own (on a real account too)
+            from azure.storage.blob.aio import BlobServiceClient
+
+            async with BlobServiceClient.from_connection_string(self.spec["connection_string"]) as service:
+                container = service.get_container_client(self.spec["container"])
+                if await container.exists():
+                    await container.delete_container()
 
     async def raw_bytes(self) -> bytes:
         """Everything this backend holds, exactly as the backing store keeps it (files, Redis values)."""
@@ -52,6 +59,18 @@ class Backend:
             return b"".join(item.value for item in (await storage.read(keys)).values())
         if kind == "file":
             return b"".join(p.read_bytes() for p in Path(self.spec["path"]).rglob("*") if p.is_file())
+        if kind == "blob":
+            from azure.storage.blob.aio import BlobServiceClient
+
+            connection_string = self.spec["connection_string"]
+            async with BlobServiceClient.from_connection_string(connection_string) as service:
+                container = service.get_container_client(self.spec["container"])
+                chunks = []
+                async for properties in container.list_blobs(include=["metadata"]):
+                    downloaded = await container.download_blob(properties.name)
+                    chunks.append(await downloaded.readall())
+                    chunks.append(json.dumps(properties.metadata).encode())
+            return b"".join(chunks)
         if kind == "cosmos":
             import json as json_module
 
@@ -118,6 +137,12 @@ def open_spec(spec: dict[str, Any]) -> Storage:
         ssl.SSLCaCerts = ssl.SSLCertFile = spec["certificate"]
         ssl.SSLKeyFile = spec["certificate_key"]
         return CosmosStorage(spec["endpoint"], spec["credential"], spec["database"], "state", ssl_config=ssl)
+    if kind == "blob":
+        from turnstate_blob import BlobStorage
+
+        return BlobStorage(
+            spec["container"], connection_string=spec["connection_string"], create_container=True
+        )
     if kind in ("redis", "redis-cluster"):
         from turnstate_redis import RedisStorage
 
@@ -145,6 +170,15 @@ def cosmos_backend(endpoint: str, credential: str, certificate: str, certificate
         "database": f"scenario-{uuid.uuid4().hex[:8]}",
     }
     return Backend("cosmos", spec, lambda: open_spec(spec), shared=True)
+
+
+def blob_backend(connection_string: str) -> Backend:
+    spec = {
+        "kind": "blob",
+        "connection_string": connection_string,
+        "container": f"scenario-{uuid.uuid4().hex[:12]}",
+    }
+    return Backend("blob", spec, lambda: open_spec(spec), shared=True)
 
 
 def redis_backend(url: str, *, cluster: bool) -> Backend:

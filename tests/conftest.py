@@ -7,25 +7,35 @@ from typing import Any
 
 import pytest
 
-from tests.backends import Backend, cosmos_backend, file_backend, memory_backend, redis_backend
+from tests.backends import (
+    Backend,
+    blob_backend,
+    cosmos_backend,
+    file_backend,
+    memory_backend,
+    redis_backend,
+)
 
-# The storages' own test servers: real redis-server processes and the Cosmos-compatible server, each on
-# free loopback ports.
+# The storages' own test servers: real redis-server processes, the Cosmos-compatible server and Azurite,
+# each on free loopback ports.
 _STORAGES = Path(__file__).parent.parent / "storages"
 sys.path.insert(0, str(_STORAGES / "redis" / "tests"))
 sys.path.insert(0, str(_STORAGES / "cosmos" / "tests"))
+sys.path.insert(0, str(_STORAGES / "blob" / "tests"))
+from azurite_server import Azurite, real_account  # noqa: E402
+from azurite_server import ServerError as AzuriteServerError  # noqa: E402
 from cosmos_test_server import EMULATOR_KEY, CosmosTestServer  # noqa: E402
 from cosmos_test_server import ServerError as CosmosServerError  # noqa: E402
 from redis_test_servers import RedisClusterNodes, RedisServer, ServerError  # noqa: E402
 
-BACKENDS = ["memory", "file", "redis", "redis-cluster", "cosmos"]
-SHARED_BACKENDS = ["file", "redis", "redis-cluster", "cosmos"]
+BACKENDS = ["memory", "file", "redis", "redis-cluster", "cosmos", "blob"]
+SHARED_BACKENDS = ["file", "redis", "redis-cluster", "cosmos", "blob"]
 
 
 def _started(what: str, server: Any) -> Any:
     try:
         server.start()
-    except (ServerError, CosmosServerError) as exc:
+    except (ServerError, CosmosServerError, AzuriteServerError) as exc:
         server.stop()
         pytest.fail(f"could not start the {what} the scenario tests need: {exc}", pytrace=False)
     return server
@@ -52,6 +62,18 @@ def scenario_cosmos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cosmos
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def scenario_blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The connection string of Azurite (or of the account in TURNSTATE_BLOB_CONNECTION_STRING)."""
+    real = real_account()
+    if real is not None:
+        yield real.connection_string
+        return
+    azurite = _started("Azurite", Azurite(tmp_path_factory.mktemp("scenario-azurite")))
+    yield azurite.connection_string
+    azurite.stop()
+
+
 def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if name == "memory":
         return memory_backend()
@@ -64,6 +86,8 @@ def _backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backe
     if name == "cosmos":
         server = request.getfixturevalue("scenario_cosmos")
         return cosmos_backend(server.endpoint, EMULATOR_KEY, str(server.certificate), str(server.key))
+    if name == "blob":
+        return blob_backend(request.getfixturevalue("scenario_blob"))
     raise ValueError(name)
 
 
