@@ -186,5 +186,5 @@ async def test_state_without_the_middleware_is_a_clear_error() -> None:
     (reply,) = await bare.send(message())  # the adapter's error handler reports it
     assert "AgentTurnState needs TurnStateMiddleware on the adapter" in reply
     assert bare.handled == []
-    with pytest.raises(StateError, match="adapter.use"):
+    with pytest.raises(StateError, match=r"adapter\.use"):
         state_of(TurnContext(bare.adapter, Activity.model_validate(message())))
