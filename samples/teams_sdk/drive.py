@@ -30,7 +30,7 @@ async def main(state_dir: str) -> None:
     runner = web.AppRunner(connector)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    service_url = "http://127.0.0.1:%d/" % runner.addresses[0][1]
+    service_url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
 
     app = make_app(state_dir, dangerously_allow_unauthenticated_requests=True, state=False)
     await app.initialize()
