@@ -8,6 +8,7 @@ from typing import Any
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import AgentApplication, TurnContext
+from microsoft_agents.hosting.core.app.proactive import ProactiveOptions
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
 from turnstate import StateManager
@@ -33,7 +34,14 @@ class NoConnections:
 class Agent:
     """One agent instance: its manager, adapter (with the middleware) and AgentApplication."""
 
-    def __init__(self, manager: StateManager, *, with_middleware: bool = True, **middleware: Any) -> None:
+    def __init__(
+        self,
+        manager: StateManager,
+        *,
+        with_middleware: bool = True,
+        proactive: AgentsStorage | None = None,
+        **middleware: Any,
+    ) -> None:
         self.manager = manager
         self.adapter = CloudAdapter(connection_manager=NoConnections())  # type: ignore[arg-type]
         if with_middleware:
@@ -43,6 +51,7 @@ class Agent:
             connection_manager=NoConnections(),
             turn_state_factory=AgentTurnState,
             start_typing_timer=False,
+            proactive=None if proactive is None else ProactiveOptions(storage=proactive),
         )
         self.handled: list[str] = []
 

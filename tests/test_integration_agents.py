@@ -15,7 +15,7 @@ from tests.activities import message
 from tests.agents_app import Agent, counting_agent
 from tests.backends import Backend
 from turnstate import MemoryStorage, Scope, StateError, StateManager, UnknownScopeError
-from turnstate.integrations.agents import AgentTurnState, state_of
+from turnstate.integrations.agents import AgentsStorage, AgentTurnState, state_of
 
 
 async def stored(manager: StateManager, path: str, **ids: Any) -> Any:
@@ -188,3 +188,33 @@ async def test_state_without_the_middleware_is_a_clear_error() -> None:
     assert bare.handled == []
     with pytest.raises(StateError, match=r"adapter\.use"):
         state_of(TurnContext(bare.adapter, Activity.model_validate(message())))
+
+
+async def test_proactive_references_live_in_agents_storage_and_proactive_turns_run_through_turnstate(
+    backend: Backend,
+) -> None:
+    storage = backend.open()
+    agent = Agent(StateManager(storage), proactive=AgentsStorage(storage, ttl={"proactive/": 3600}))
+
+    @agent.app.activity("message")
+    async def on_message(context: TurnContext, state: AgentTurnState) -> None:
+        await agent.app.proactive.store_conversation(context)
+
+    await agent.send(message())
+    conversation = await agent.app.proactive.get_conversation("19:conv-1@thread.v2")
+    assert conversation is not None
+    assert conversation.conversation_reference.user.id == "29:user-1"
+    (item,) = (await storage.read(["proactive/conversations/19:conv-1@thread.v2"])).values()
+    assert item.expires_at is not None
+
+    async def notify(context: TurnContext, state: AgentTurnState) -> None:
+        state.conversation.set_value("notified", state.conversation.get_value("notified", lambda: 0) + 1)
+
+    async def fail(context: TurnContext, state: AgentTurnState) -> None:
+        state.conversation.set_value("notified", -1)
+        raise RuntimeError("notification failed")
+
+    await agent.app.proactive.continue_conversation(agent.adapter, "19:conv-1@thread.v2", notify)
+    with pytest.raises(RuntimeError, match="notification failed"):
+        await agent.app.proactive.continue_conversation(agent.adapter, "19:conv-1@thread.v2", fail)
+    assert await stored(agent.manager, "conversation.notified") == 1

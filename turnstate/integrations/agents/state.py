@@ -62,7 +62,7 @@ class _Scope:
             live = self._live.get(property_name)
             if live is not None:
                 return live
-        if target_cls is not None and issubclass(target_cls, StoreItem):
+        if isinstance(target_cls, type) and issubclass(target_cls, StoreItem):
             item = target_cls.from_json_to_store_item(scope.get(property_name))
             self._live[property_name] = item
             return item
@@ -128,9 +128,6 @@ class AgentUserState(_Scope, UserState):
         self.namespace = ""
         AgentState.__init__(self, cast(SdkStorage, None), "Internal.UserState")
         self._bind(scope)
-
-    def get_storage_key(self, turn_context: TurnContext, *, target_cls: type[StoreItem] | None = None) -> str:
-        return self._scope.key or ""
 
 
 class AgentScopeState(_Scope, AgentState):
