@@ -25,11 +25,18 @@ def storage_url(backend: Backend) -> str:
     if kind == "cosmos":
         host = spec["endpoint"].removeprefix("https://").rstrip("/")
         return f"cosmos://{host}/{spec['database']}/state?ca={spec['certificate']}"
+    if kind == "blob":
+        return f"blob:{spec['container']}"
     raise ValueError(kind)
 
 
 def backend_env(backend: Backend) -> dict[str, str]:
-    return {"TURNSTATE_COSMOS_KEY": backend.spec["credential"]} if backend.spec["kind"] == "cosmos" else {}
+    kind = backend.spec["kind"]
+    if kind == "cosmos":
+        return {"TURNSTATE_COSMOS_KEY": backend.spec["credential"]}
+    if kind == "blob":
+        return {"TURNSTATE_BLOB_CONNECTION_STRING": backend.spec["connection_string"]}
+    return {}
 
 
 def turnstate(

@@ -14,7 +14,7 @@ import pytest
 from cosmos_test_server import EMULATOR_KEY
 
 from tests.activities import message
-from tests.backends import Backend, cosmos_backend, file_backend, redis_backend
+from tests.backends import Backend, blob_backend, cosmos_backend, file_backend, redis_backend
 from tests.cli_targets import backend_env, one_line_error, storage_url, turnstate
 from turnstate import StateManager
 from turnstate.document import encode, encode_data
@@ -30,13 +30,15 @@ def ring(*pairs: tuple[str, bytes]) -> str:
     return ",".join(f"{kid}:{base64.b64encode(key).decode()}" for kid, key in pairs)
 
 
-@pytest.fixture(params=["file", "redis", "cosmos"])
+@pytest.fixture(params=["file", "redis", "cosmos", "blob"])
 async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """A fresh storage of each kind the command line can name."""
     if request.param == "file":
         backend = file_backend(tmp_path / "state")
     elif request.param == "redis":
         backend = redis_backend(request.getfixturevalue("scenario_redis").url, cluster=False)
+    elif request.param == "blob":
+        backend = blob_backend(request.getfixturevalue("scenario_blob"))
     else:
         server = request.getfixturevalue("scenario_cosmos")
         backend = cosmos_backend(server.endpoint, EMULATOR_KEY, str(server.certificate), str(server.key))
@@ -169,6 +171,12 @@ async def test_purge_removes_expired_documents_after_a_dry_run(target: Backend) 
     await put(storage, {"user/short": (doc(), 0.5), "user/long": (doc(), 3600), "user/never": (doc(), None)})
     url, env = storage_url(target), backend_env(target)
     time.sleep(1.0)  # let the short one expire
+    if target.spec["kind"] == "blob":  # expired blobs read as absent until a purge deletes them
+        result = turnstate("purge", "--yes", "--json", "-s", url, env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["removed"] == 1
+        assert sorted([k async for k in storage.list_keys()]) == ["user/long", "user/never"]
+        return
     if target.spec["kind"] != "file":
         result = turnstate("purge", "--yes", "-s", url, env=env)
         assert result.returncode == 0, result.stderr

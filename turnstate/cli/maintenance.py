@@ -170,7 +170,7 @@ def _purged(args: argparse.Namespace, out: TextIO, summary: dict[str, Any]) -> N
     if args.json:
         emit_json(summary, out)
         return
-    line = f"removed {summary['removed']} files (expired documents and stale temporary files)"
+    line = f"removed {summary['removed']} expired documents and crash leftovers"
     if summary.get("unreadable_skipped"):
         line += f"; left {summary['unreadable_skipped']} unreadable files in place (see the warnings)"
     out.write(line + "\n")

@@ -5,7 +5,9 @@
 to redis-py), ``cosmos://HOST:PORT/DATABASE/CONTAINER`` (HTTPS; the account key from
 ``TURNSTATE_COSMOS_KEY``, else an azure-identity credential; ``?verify=0`` skips certificate checks,
 ``?ca=FILE`` trusts that CA) or ``MODULE:FUNCTION``, a function (sync or async, no arguments) that
-returns the storage.
+returns the storage. ``blob:CONTAINER`` is an Azure Blob Storage container of the account whose connection
+string is in ``TURNSTATE_BLOB_CONNECTION_STRING``; ``blob://ACCOUNT_HOST/CONTAINER`` signs in to that
+account with azure-identity.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from turnstate.cli.console import Refused
 from turnstate.storage.base import Storage
 
 COSMOS_KEY_ENV = "TURNSTATE_COSMOS_KEY"
+BLOB_CONNECTION_ENV = "TURNSTATE_BLOB_CONNECTION_STRING"
 STALE_TEMP_AFTER = 60.0
 """How old a FileStorage temporary file must be (seconds) before a purge removes it."""
 
 FORMS = (
     "file:DIR, redis://HOST:PORT[/DB][?cluster=1&prefix=P], rediss://..., "
-    "cosmos://HOST:PORT/DATABASE/CONTAINER[?verify=0|ca=FILE] or MODULE:FUNCTION"
+    "cosmos://HOST:PORT/DATABASE/CONTAINER[?verify=0|ca=FILE], blob:CONTAINER, blob://ACCOUNT_HOST/CONTAINER "
+    "or MODULE:FUNCTION"
 )
 _FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -55,6 +59,8 @@ async def _open(spec: str, create: bool, option: str, stack: AsyncExitStack) -> 
     scheme = spec.split(":", 1)[0].lower() if ":" in spec else ""
     if scheme == "file":
         return _file(spec, create, option)
+    if scheme == "blob":
+        return _blob(spec, create, option)
     if "://" in spec:
         if scheme in ("redis", "rediss", "unix"):
             return _redis(spec, option)
@@ -64,6 +70,29 @@ async def _open(spec: str, create: bool, option: str, stack: AsyncExitStack) -> 
     if _FACTORY.fullmatch(spec):
         return await _factory(spec, option)
     raise Refused(f"{option} takes a storage URL or MODULE:FUNCTION, got {spec!r}; use {FORMS}")
+
+
+def _blob(spec: str, create: bool, option: str) -> Storage:
+    try:
+        from turnstate_blob import BlobStorage
+    except ImportError as exc:
+        raise Refused(f"{option} {spec!r} needs the Blob storage: pip install turnstate-blob") from exc
+    if spec.startswith("blob://"):
+        parts = urlsplit(spec)
+        container = parts.path.strip("/")
+        if not parts.hostname or not container or "/" in container or parts.query:
+            raise Refused(f"{option} {spec!r}: write blob://ACCOUNT_HOST/CONTAINER or blob:CONTAINER")
+        return BlobStorage(container, account_url=f"https://{parts.netloc}", create_container=create)
+    container = spec[len("blob:") :]
+    if not container or "/" in container or "?" in container:
+        raise Refused(f"{option} {spec!r}: write blob:CONTAINER or blob://ACCOUNT_HOST/CONTAINER")
+    connection = os.environ.get(BLOB_CONNECTION_ENV)
+    if not connection:
+        raise Refused(
+            f"{option} {spec!r}: set {BLOB_CONNECTION_ENV} to the storage account's connection string, "
+            "or name the account as blob://ACCOUNT_HOST/CONTAINER to sign in with azure-identity"
+        )
+    return BlobStorage(container, connection_string=connection, create_container=create)
 
 
 def _flag(label: str, name: str, value: str) -> bool:
