@@ -206,8 +206,8 @@ async def test_remembered_plaintext_keeps_written_documents_decrypted_for_their_
     # a codec without the key fails, whatever was kept
     manager.codec = FieldEncryption(["user.email"], KeyRing({"k2": bytes(range(1, 33))}))
     with pytest.raises(DecryptionError, match="k1"):
-        async with manager.turn(message()):
-            pass
+        async with manager.turn(message()) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
 
 
 async def test_the_cache_can_be_turned_off() -> None:

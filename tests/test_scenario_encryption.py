@@ -87,8 +87,8 @@ async def test_ciphertext_moved_to_another_user_fails(backend: Backend) -> None:
     await write_pii(backend, keys, user="29:bob")
     _, _, bob = await copy_alice_onto_bob(backend)
     with pytest.raises(DecryptionError) as info:
-        async with manager(backend, keys).turn(message(user="29:bob")):
-            pass
+        async with manager(backend, keys).turn(message(user="29:bob")) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
     assert repr(bob) in str(info.value) and EMAIL not in str(info.value)
 
 
@@ -101,8 +101,8 @@ async def test_ciphertext_moved_to_another_field_fails(backend: Backend) -> None
     swapped = dict(doc.data, email=doc.data["phone"], phone=doc.data["email"])
     await backend.open().write({key: WriteItem(document.encode(document.encode_data(swapped)))})
     with pytest.raises(DecryptionError) as info:
-        async with manager(backend, keys).turn(message()):
-            pass
+        async with manager(backend, keys).turn(message()) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
     assert "user.email" in str(info.value) or "user.phone" in str(info.value)
 
 
@@ -119,8 +119,8 @@ async def test_flipped_bit_and_unknown_key_fail(backend: Backend) -> None:
         data = dict(doc.data, email={"$enc": envelope})
         await backend.open().write({key: WriteItem(document.encode(document.encode_data(data)))})
         with pytest.raises(DecryptionError) as info:
-            async with manager(backend, keys).turn(message()):
-                pass
+            async with manager(backend, keys).turn(message()) as state:
+                state.user.to_dict()  # an unreadable scope raises when used
         assert EMAIL not in str(info.value)
 
 
@@ -129,8 +129,8 @@ async def test_plaintext_at_an_encrypted_path_fails_closed_unless_migrating(back
         state.user.set("email", EMAIL)  # written before encryption was turned on
     keys = ring("k1")
     with pytest.raises(PlaintextFieldError) as info:
-        async with manager(backend, keys).turn(message()):
-            pass
+        async with manager(backend, keys).turn(message()) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
     assert EMAIL not in str(info.value) and "user.email" in str(info.value)
     async with manager(backend, keys, migrate_plaintext=True).turn(message()) as state:
         assert state.user.get("email") == EMAIL
@@ -255,16 +255,16 @@ async def test_a_manager_that_remembers_plaintext_still_rejects_moved_and_altere
     docs, alice, bob = await copy_alice_onto_bob(backend)
     storage = backend.open()
     with pytest.raises(DecryptionError) as info:
-        async with bot.turn(message(user="29:bob")):
-            pass
+        async with bot.turn(message(user="29:bob")) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
     assert repr(bob) in str(info.value) and EMAIL not in str(info.value)
 
     doc = document.decode(alice, docs[alice])
     swapped = dict(doc.data, email=doc.data["phone"], phone=doc.data["email"])
     await storage.write({alice: WriteItem(document.encode(document.encode_data(swapped)))})
     with pytest.raises(DecryptionError, match=r"user\.email|user\.phone"):
-        async with bot.turn(message(user="29:alice")):
-            pass
+        async with bot.turn(message(user="29:alice")) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
 
     version, kid, blob = doc.data["email"]["$enc"].split(".")
     raw = bytearray(base64.b64decode(blob))
@@ -272,8 +272,8 @@ async def test_a_manager_that_remembers_plaintext_still_rejects_moved_and_altere
     altered = dict(doc.data, email={"$enc": f"{version}.{kid}.{base64.b64encode(bytes(raw)).decode()}"})
     await storage.write({alice: WriteItem(document.encode(document.encode_data(altered)))})
     with pytest.raises(DecryptionError, match="authentication failed"):
-        async with bot.turn(message(user="29:alice")):
-            pass
+        async with bot.turn(message(user="29:alice")) as state:
+            state.user.to_dict()  # an unreadable scope raises when used
     # put back as it was, the document reads again in the same manager
     await storage.write({alice: WriteItem(docs[alice])})
     async with bot.turn(message(user="29:alice")) as state:
@@ -349,8 +349,8 @@ async def test_a_value_that_is_not_an_object_along_a_declared_path_is_never_stor
         await backend.open().write({key: WriteItem(document.encode(document.encode_data(data)))})
         for reader in (bot, cold, manager(backend, keys)):
             with pytest.raises(PlaintextFieldError) as info:
-                async with reader.turn(message()):
-                    pass
+                async with reader.turn(message()) as state:
+                    state.conversation.to_dict()  # an unreadable scope raises when used
             assert "conversation.incident.reporter" in str(info.value) and "Zoe" not in str(info.value)
     async with manager(backend, keys, migrate_plaintext=True).turn(message()) as state:
         assert state.conversation.get("incident.reporter") is False
