@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, Sealed, is_envelope
+from turnstate.codec import Sealed
+from turnstate.envelope import ENVELOPE_MARKER, is_envelope
 from turnstate.errors import (
     DecryptionError,
     EncryptionError,
@@ -22,6 +23,7 @@ from turnstate.errors import (
     PlaintextFieldError,
     TurnStateError,
 )
+from turnstate.field_encryption import REDACTED, FieldEncryption
 from turnstate.keyring import Cipher, EnvKeys, KeyRing, load_keys
 
 KEY1 = bytes(range(32))

@@ -6,9 +6,10 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from turnstate.crypto import ENVELOPE_MARKER, FieldEncryption, is_envelope
 from turnstate.document import decode, encode, encode_data
+from turnstate.envelope import ENVELOPE_MARKER, is_envelope
 from turnstate.errors import UnsupportedStorageError
+from turnstate.field_encryption import FieldEncryption
 from turnstate.keyring import KeyRing
 from turnstate.reencrypt import ReencryptProgress, default_scope_of, reencrypt
 from turnstate.storage.base import Capabilities, WriteItem
@@ -228,9 +229,9 @@ async def test_endless_conflicts_are_reported_as_failed(old: FieldEncryption, ne
 
 
 async def test_vanished_documents_are_skipped(storage: MemoryStorage, new: FieldEncryption) -> None:
-    def delete_next(p: ReencryptProgress) -> None:
+    async def delete_next(p: ReencryptProgress) -> None:
         if p.last_key == "conversation/c00":
-            storage._data.pop("conversation/c01")
+            await storage.delete(["conversation/c01"])
 
     report = await reencrypt(storage, new, ttl_of=no_ttl, progress=delete_next, batch_size=1)
     assert report.skipped == 2 and report.rewritten == 23

@@ -98,13 +98,15 @@ def _check(pattern: str) -> tuple[str, ...]:
 
 def _walk(
     node: _Node, data: dict[str, Any], path: tuple[str, ...], groups: list[Group], copying: bool
-) -> Any:
-    """Append to ``groups`` each object under ``data`` holding matched fields, with those fields.
+) -> dict[str, Any] | None:
+    """Append to ``groups`` each object under ``data`` holding matched fields, with those fields; return
+    the object that holds them at this level (None if none does).
 
-    Copying, the objects along matched paths are copied (``data`` is left untouched) and the copy of
-    ``data`` is returned, or None if nothing matched. A level a declared path goes through that holds
-    neither an object nor null is listed as a field (see the module doc): when copying, any object with
-    the envelope marker; when not, anything but a well-formed envelope's shape is looked into as an object.
+    ``copying`` (on the way to storage): the objects along matched paths are copied, ``data`` is left
+    untouched, and an object with the envelope marker where a declared path goes through counts as a
+    value to seal whole. Otherwise (stored data) the objects are ``data``'s own, and only an envelope's
+    exact shape counts as sealed there. A level a declared path goes through that holds a value other
+    than an object or null is listed as a field (see the module doc).
     """
     out: dict[str, Any] | None = None
     names: list[Field] | None = None
@@ -188,9 +190,9 @@ class EncryptedPaths:
             return (data.copy() if copying else data), ()
         groups: list[Group] = []
         found = _walk(root, data, (), groups, copying)
-        if found is None or not copying:
-            return (data.copy() if copying else data), groups
-        return found, groups
+        if not copying:
+            return data, groups
+        return (data.copy() if found is None else found), groups
 
     def locate(self, scope: str, path: Sequence[str]) -> tuple[bool, bool]:
         """(covered, under): covered if ``path`` or an ancestor is a declared field; under if ``path``
