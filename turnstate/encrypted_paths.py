@@ -145,7 +145,7 @@ class EncryptedPaths:
     Raises EncryptionError for a malformed path, naming it.
     """
 
-    __slots__ = ("_flat", "_roots", "envelope_fields", "patterns", "scopes")
+    __slots__ = ("_roots", "envelope_fields", "flat", "patterns", "scopes")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         if isinstance(patterns, str):
@@ -168,12 +168,13 @@ class EncryptedPaths:
             for scope, root in roots.items()
         }
         """Per scope, its top-level fields declared by name (not by ``*``)."""
-        # Scopes whose declared fields are all top-level names are listed once here instead of walked.
-        self._flat: dict[str, tuple[Field, ...]] = {
+        self.flat: dict[str, tuple[Field, ...]] = {
             scope: tuple((name, (name,)) for name in root.children)
             for scope, root in roots.items()
             if root.star is None and all(child.terminal for child in root.children.values())
         }
+        """The scopes whose declared fields are all top-level names, with those fields: one group of
+        :meth:`select` for any data of that scope, listed once here instead of found by a walk."""
 
     def select(
         self, scope: str, data: dict[str, Any], *, copying: bool
@@ -181,7 +182,7 @@ class EncryptedPaths:
         """The declared fields of ``scope`` in ``data``, grouped by the object holding them (a field
         listed may be absent from it), and the data they were found in: a copy of ``data`` along the
         matched paths if ``copying`` (always a new dict), else ``data`` itself."""
-        flat = self._flat.get(scope)
+        flat = self.flat.get(scope)
         if flat is not None:
             out = data.copy() if copying else data
             return out, ((out, flat),)

@@ -99,18 +99,21 @@ class Envelopes:
 
     def associated_data(self, kid: str, storage_key: str, scope: str, path: tuple[str, ...]) -> bytes:
         """``["v1", kid, storage key, scope, [path...]]`` as JSON bytes."""
+        prefix = self._prefixes.get((kid, storage_key, scope)) or self._prefix(kid, storage_key, scope)
+        return prefix + (self._suffixes.get(path) or self._suffix(path))
+
+    def _prefix(self, kid: str, storage_key: str, scope: str) -> bytes:
+        if len(self._prefixes) >= _AD_CACHE_SIZE:
+            self._prefixes.clear()
         head = (kid, storage_key, scope)
-        prefix = self._prefixes.get(head)
-        if prefix is None:
-            if len(self._prefixes) >= _AD_CACHE_SIZE:
-                self._prefixes.clear()
-            prefix = self._prefixes[head] = _encode((ENVELOPE_VERSION, *head))[:-1] + b","
-        suffix = self._suffixes.get(path)
-        if suffix is None:
-            if len(self._suffixes) >= _AD_CACHE_SIZE:
-                self._suffixes.clear()
-            suffix = self._suffixes[path] = _encode(path) + b"]"
-        return prefix + suffix
+        prefix = self._prefixes[head] = _encode((ENVELOPE_VERSION, *head))[:-1] + b","
+        return prefix
+
+    def _suffix(self, path: tuple[str, ...]) -> bytes:
+        if len(self._suffixes) >= _AD_CACHE_SIZE:
+            self._suffixes.clear()
+        suffix = self._suffixes[path] = _encode(path) + b"]"
+        return suffix
 
     def seal(self, plaintext: bytes, storage_key: str, scope: str, path: tuple[str, ...]) -> dict[str, Any]:
         """A new envelope holding ``plaintext`` for this field, under the primary key, with a fresh nonce."""
@@ -118,7 +121,10 @@ class Envelopes:
             nonce = _nonces.pop()
         except IndexError:
             nonce = _more_nonces()
-        ad = self.associated_data(self.primary, storage_key, scope, path)
+        # the associated data, as associated_data() makes it: this runs for every field sealed
+        kid = self.primary
+        prefix = self._prefixes.get((kid, storage_key, scope)) or self._prefix(kid, storage_key, scope)
+        ad = prefix + (self._suffixes.get(path) or self._suffix(path))
         sealed = self._cipher.encrypt(nonce, plaintext, ad)
         return {ENVELOPE_MARKER: self.head + _b2a(nonce + sealed, newline=False).decode()}
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 
 from turnstate.codec import Sealed
-from turnstate.encrypted_paths import EncryptedPaths
+from turnstate.encrypted_paths import EncryptedPaths, Group
 from turnstate.envelope import ENVELOPE_MARKER, Envelopes, envelope_text, field_label, is_envelope
 from turnstate.errors import DecryptionError, EncryptionError, KeyRingError, PlaintextFieldError
 from turnstate.keyring import KeyRing
@@ -64,6 +64,7 @@ class FieldEncryption:
     __slots__ = (
         "_allow_plaintext",
         "_envelopes",
+        "_flat",
         "_memo",
         "_memo_half",
         "_memo_old",
@@ -89,6 +90,7 @@ class FieldEncryption:
             )
         check_decrypted_cache(decrypted_cache)
         self._tree = EncryptedPaths(paths)
+        self._flat = self._tree.flat
         self.scopes: Final[frozenset[str]] = self._tree.scopes
         """Names of the scopes that have at least one encrypted path."""
         self._scopes = self.scopes  # the name turnstate.turn reads it by
@@ -188,7 +190,13 @@ class FieldEncryption:
         encrypted again; each new envelope is added to it, so encrypting unchanged data again gives the
         same result.
         """
-        out, groups = self._tree.select(scope, data, copying=True)
+        groups: Sequence[Group]
+        flat = self._flat.get(scope)  # the common case, found without a call: this runs on every write
+        if flat is not None:
+            out = data.copy()
+            groups = ((out, flat),)
+        else:
+            out, groups = self._tree.select(scope, data, copying=True)
         for container, names in groups:
             for name, path in names:
                 value = container.get(name, _ABSENT)
@@ -224,7 +232,12 @@ class FieldEncryption:
         (plaintext at a declared path, unless ``allow_plaintext``), naming the key and path. ``sealed``,
         if given, receives each primary-key envelope with its plaintext, for :meth:`encrypt_data`.
         """
-        _, groups = self._tree.select(scope, data, copying=False)
+        groups: Sequence[Group]
+        flat = self._flat.get(scope)  # the common case, found without a call: this runs on every load
+        if flat is not None:
+            groups = ((data, flat),)
+        else:
+            _, groups = self._tree.select(scope, data, copying=False)
         for container, names in groups:
             for name, path in names:
                 value = container.get(name, _ABSENT)
@@ -234,7 +247,29 @@ class FieldEncryption:
                     if self._allow_plaintext:
                         continue
                     raise PlaintextFieldError(storage_key, field_label(scope, path))
-                container[name] = self._open(value, storage_key, scope, path, sealed)
+                text = value[ENVELOPE_MARKER]
+                # An envelope this instance opened before, for this very key, scope and path: the same
+                # text under the same key and associated data holds the same plaintext.
+                known = (
+                    (self._memo.get(text) or self._memo_old.get(text))
+                    if self._memo_size and text.__class__ is str
+                    else None
+                )
+                if (
+                    known is None
+                    or known[0] != storage_key
+                    or known[1] != scope
+                    or known[2] != path
+                    or len(value) != 1
+                ):
+                    container[name] = self._open(value, storage_key, scope, path, sealed)
+                    continue
+                decoded = known[4]
+                if decoded is _ABSENT:
+                    decoded = _decode(known[3])
+                container[name] = decoded
+                if sealed is not None:
+                    sealed[path] = (known[3], value, decoded)
         return data
 
     def _open(
@@ -245,18 +280,8 @@ class FieldEncryption:
         path: tuple[str, ...],
         sealed: Sealed | None,
     ) -> Any:
-        """The value in one envelope of this field, from memory if this instance opened it before."""
+        """The value in one envelope of this field, decrypted; remembered if it is under the primary key."""
         text = envelope_text(envelope, storage_key, scope, path)
-        if self._memo_size:
-            known = self._memo.get(text) or self._memo_old.get(text)
-            # the same text under the same key and associated data decrypts to the same plaintext
-            if known is not None and known[0] == storage_key and known[1] == scope and known[2] == path:
-                decoded = known[4]
-                if decoded is _ABSENT:
-                    decoded = _decode(known[3])
-                if sealed is not None:
-                    sealed[path] = (known[3], envelope, decoded)
-                return decoded
         plaintext = self._envelopes.open(text, storage_key, scope, path)
         try:
             decoded = _decode(plaintext)
