@@ -232,12 +232,8 @@ class FieldEncryption:
         (plaintext at a declared path, unless ``allow_plaintext``), naming the key and path. ``sealed``,
         if given, receives each primary-key envelope with its plaintext, for :meth:`encrypt_data`.
         """
-        groups: Sequence[Group]
         flat = self._flat.get(scope)  # the common case, found without a call: this runs on every load
-        if flat is not None:
-            groups = ((data, flat),)
-        else:
-            _, groups = self._tree.select(scope, data, copying=False)
+        groups = ((data, flat),) if flat is not None else self._tree.select(scope, data, copying=False)[1]
         for container, names in groups:
             for name, path in names:
                 value = container.get(name, _ABSENT)
