@@ -97,11 +97,6 @@ class Envelopes:
         self._prefixes: dict[tuple[str, str, str], bytes] = {}
         self._suffixes: dict[tuple[str, ...], bytes] = {}
 
-    def associated_data(self, kid: str, storage_key: str, scope: str, path: tuple[str, ...]) -> bytes:
-        """``["v1", kid, storage key, scope, [path...]]`` as JSON bytes."""
-        prefix = self._prefixes.get((kid, storage_key, scope)) or self._prefix(kid, storage_key, scope)
-        return prefix + (self._suffixes.get(path) or self._suffix(path))
-
     def _prefix(self, kid: str, storage_key: str, scope: str) -> bytes:
         if len(self._prefixes) >= _AD_CACHE_SIZE:
             self._prefixes.clear()
@@ -121,15 +116,20 @@ class Envelopes:
             nonce = _nonces.pop()
         except IndexError:
             nonce = _more_nonces()
-        # the associated data, as associated_data() makes it: this runs for every field sealed
         kid = self.primary
         prefix = self._prefixes.get((kid, storage_key, scope)) or self._prefix(kid, storage_key, scope)
         ad = prefix + (self._suffixes.get(path) or self._suffix(path))
         sealed = self._cipher.encrypt(nonce, plaintext, ad)
         return {ENVELOPE_MARKER: self.head + _b2a(nonce + sealed, newline=False).decode()}
 
-    def open(self, text: str, storage_key: str, scope: str, path: tuple[str, ...]) -> bytes:
-        """The plaintext of the envelope text of this field; DecryptionError says precisely why not."""
+    def open(self, envelope: dict[str, Any], storage_key: str, scope: str, path: tuple[str, ...]) -> bytes:
+        """The plaintext of an object holding the envelope marker at this field; DecryptionError says
+        precisely why not (not exactly an envelope, unknown key id, tampered, moved, ...)."""
+        text = envelope[ENVELOPE_MARKER]
+        if text.__class__ is not str or len(envelope) != 1:
+            raise _error(
+                storage_key, scope, path, f"malformed envelope: expected exactly {{{ENVELOPE_MARKER!r}: str}}"
+            )
         head = self.head
         cipher: Cipher | None
         if text.startswith(head):
@@ -153,7 +153,8 @@ class Envelopes:
             raise _error(storage_key, scope, path, "malformed envelope: bad base64") from exc
         if len(raw) < _MIN_RAW:
             raise _error(storage_key, scope, path, "malformed envelope: too short")
-        ad = self.associated_data(kid, storage_key, scope, path)
+        prefix = self._prefixes.get((kid, storage_key, scope)) or self._prefix(kid, storage_key, scope)
+        ad = prefix + (self._suffixes.get(path) or self._suffix(path))
         try:
             return cipher.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], ad)
         except InvalidTag as exc:
@@ -181,16 +182,6 @@ class Envelopes:
         else:
             reason = f"malformed envelope: expected '{ENVELOPE_VERSION}.<key id>.<base64>'"
         raise _error(storage_key, scope, path, reason)
-
-
-def envelope_text(value: dict[str, Any], storage_key: str, scope: str, path: tuple[str, ...]) -> str:
-    """The text of an object holding the envelope marker; DecryptionError unless it is exactly an envelope."""
-    text = value[ENVELOPE_MARKER]
-    if text.__class__ is not str or len(value) != 1:
-        raise _error(
-            storage_key, scope, path, f"malformed envelope: expected exactly {{{ENVELOPE_MARKER!r}: str}}"
-        )
-    return text
 
 
 def _error(storage_key: str, scope: str, path: tuple[str, ...], reason: str) -> DecryptionError:

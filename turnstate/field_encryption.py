@@ -15,7 +15,7 @@ import msgspec
 
 from turnstate.codec import Sealed
 from turnstate.encrypted_paths import EncryptedPaths, Group
-from turnstate.envelope import ENVELOPE_MARKER, Envelopes, envelope_text, field_label, is_envelope
+from turnstate.envelope import ENVELOPE_MARKER, Envelopes, field_label, is_envelope
 from turnstate.errors import DecryptionError, EncryptionError, KeyRingError, PlaintextFieldError
 from turnstate.keyring import KeyRing
 
@@ -277,8 +277,8 @@ class FieldEncryption:
         sealed: Sealed | None,
     ) -> Any:
         """The value in one envelope of this field, decrypted; remembered if it is under the primary key."""
-        text = envelope_text(envelope, storage_key, scope, path)
-        plaintext = self._envelopes.open(text, storage_key, scope, path)
+        plaintext = self._envelopes.open(envelope, storage_key, scope, path)
+        text = envelope[ENVELOPE_MARKER]
         try:
             decoded = _decode(plaintext)
         except msgspec.DecodeError as exc:
