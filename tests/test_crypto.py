@@ -262,6 +262,21 @@ def test_malformed_envelope_fails(envelope: dict[str, Any], reason: str) -> None
     assert info.value.key == "user/a"
 
 
+@pytest.mark.parametrize("kid", ["k1", "k0"])
+def test_an_authentic_envelope_holding_no_json_fails_naming_the_field(kid: str) -> None:
+    """Under the primary key or an older one, a ciphertext that authenticates but holds no JSON is refused."""
+    ring = KeyRing({"k1": KEY1, "k0": KEY2}, primary="k1")
+    nonce = os.urandom(12)
+    ad = f'["v1","{kid}","user/a","user",["email"]]'.encode()
+    sealed = AESGCM(KEY1 if kid == "k1" else KEY2).encrypt(nonce, b"not json {", ad)
+    envelope = {"$enc": f"v1.{kid}." + base64.b64encode(nonce + sealed).decode()}
+    with pytest.raises(DecryptionError, match="not JSON") as info:
+        FieldEncryption(["user.email"], ring).decrypt_data("user", "user/a", {"email": envelope})
+    assert (
+        info.value.key == "user/a" and "user.email" in str(info.value) and "not json {" not in str(info.value)
+    )
+
+
 # -- plaintext at declared paths -----------------------------------------------------------------------
 
 
