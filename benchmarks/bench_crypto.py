@@ -39,7 +39,8 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from turnstate import MemoryStorage
-from turnstate.crypto import NONCE_SIZE, FieldEncryption
+from turnstate.envelope import NONCE_SIZE
+from turnstate.field_encryption import FieldEncryption
 from turnstate.keyring import KeyRing
 from turnstate.secrets import find_secret
 

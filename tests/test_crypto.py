@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnstate.crypto import ENVELOPE_MARKER, REDACTED, FieldEncryption, Sealed, is_envelope
+from turnstate.codec import Sealed
+from turnstate.envelope import ENVELOPE_MARKER, is_envelope
 from turnstate.errors import (
     DecryptionError,
     EncryptionError,
@@ -22,7 +23,8 @@ from turnstate.errors import (
     PlaintextFieldError,
     TurnStateError,
 )
-from turnstate.keyring import EnvKeys, KeyRing, load_keys
+from turnstate.field_encryption import REDACTED, FieldEncryption
+from turnstate.keyring import Cipher, EnvKeys, KeyRing, load_keys
 
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(100, 132))
@@ -31,11 +33,6 @@ SECRET = "alice@example.com"
 
 def ring1() -> KeyRing:
     return KeyRing({"k1": KEY1})
-
-
-def fixed_nonce(enc: FieldEncryption) -> FieldEncryption:
-    enc._random = lambda n: bytes(n)
-    return enc
 
 
 def user_enc(**kwargs: Any) -> FieldEncryption:
@@ -54,22 +51,24 @@ def envelope_text(data: dict[str, Any], name: str) -> str:
 
 
 def test_known_answer_pins_the_envelope_format() -> None:
-    """Fixed key, nonce, key, path and value give exactly this envelope."""
-    enc = fixed_nonce(user_enc())
-    out = enc.encrypt_data("user", "user/u1", {"email": SECRET})
-    assert out == {
-        "email": {"$enc": "v1.k1.AAAAAAAAAAAAAAAALN3Zt9ZJw9hwycRFdEm/+r0udCsb2n+YL2o1btYKeJZkA20="}
-    }
+    """Key, nonce, storage key, path and value give exactly this envelope: 'v1.<kid>.' and the base64 of
+    the nonce, AES-256-GCM ciphertext and tag of the JSON value under the documented associated data."""
+    out = user_enc().encrypt_data("user", "user/u1", {"email": SECRET})
+    text = envelope_text(out, "email")
+    nonce = base64.b64decode(text.split(".")[2])[:12]
+    ad = b'["v1","k1","user/u1","user",["email"]]'
+    sealed = AESGCM(KEY1).encrypt(nonce, b'"alice@example.com"', ad)
+    assert out == {"email": {"$enc": "v1.k1." + base64.b64encode(nonce + sealed).decode()}}
 
 
 def test_known_answer_decrypts_with_the_documented_associated_data() -> None:
     """The envelope is base64(nonce || AES-GCM(JSON value)), AD ["v1", kid, storage key, scope, [path]]."""
-    enc = fixed_nonce(FieldEncryption(["conversation.incident.a\\.b"], ring1()))
+    enc = FieldEncryption(["conversation.incident.a\\.b"], ring1())
     out = enc.encrypt_data("conversation", "conversation/c=1", {"incident": {"a.b": {"n": [1, "x"]}}})
     version, kid, body = envelope_text(out["incident"], "a.b").split(".")
     assert (version, kid) == ("v1", "k1")
     raw = base64.b64decode(body, validate=True)
-    assert raw[:12] == bytes(12)
+    assert len(raw) == 12 + len(b'{"n":[1,"x"]}') + 16
     ad = b'["v1","k1","conversation/c=1","conversation",["incident","a.b"]]'
     assert AESGCM(KEY1).decrypt(raw[:12], raw[12:], ad) == b'{"n":[1,"x"]}'
 
@@ -264,6 +263,21 @@ def test_malformed_envelope_fails(envelope: dict[str, Any], reason: str) -> None
     assert info.value.key == "user/a"
 
 
+@pytest.mark.parametrize("kid", ["k1", "k0"])
+def test_an_authentic_envelope_holding_no_json_fails_naming_the_field(kid: str) -> None:
+    """Under the primary key or an older one, a ciphertext that authenticates but holds no JSON is refused."""
+    ring = KeyRing({"k1": KEY1, "k0": KEY2}, primary="k1")
+    nonce = os.urandom(12)
+    ad = f'["v1","{kid}","user/a","user",["email"]]'.encode()
+    sealed = AESGCM(KEY1 if kid == "k1" else KEY2).encrypt(nonce, b"not json {", ad)
+    envelope = {"$enc": f"v1.{kid}." + base64.b64encode(nonce + sealed).decode()}
+    with pytest.raises(DecryptionError, match="not JSON") as info:
+        FieldEncryption(["user.email"], ring).decrypt_data("user", "user/a", {"email": envelope})
+    assert (
+        info.value.key == "user/a" and "user.email" in str(info.value) and "not json {" not in str(info.value)
+    )
+
+
 # -- plaintext at declared paths -----------------------------------------------------------------------
 
 
@@ -350,7 +364,7 @@ def test_star_matches_exactly_one_segment() -> None:
 
 
 def test_a_path_naming_an_object_encrypts_it_whole() -> None:
-    enc = fixed_nonce(user_enc())
+    enc = user_enc()
     out = enc.encrypt_data("user", "user/a", {"profile": {"name": "A", "tags": ["x"]}})
     assert is_envelope(out["profile"])
     assert enc.decrypt_data("user", "user/a", out) == {"profile": {"name": "A", "tags": ["x"]}}
@@ -552,31 +566,40 @@ def test_unencodable_value_raises_without_showing_it() -> None:
 # -- remembered plaintext (decrypted_cache) -------------------------------------------------------------
 
 
-class CountingCipher:
-    """Wraps the ring's AESGCM object to count decryptions (the real cipher does the work)."""
+class CountingRing(KeyRing):
+    """A key ring whose ciphers count the decryptions done with them (the real AES-GCM does the work)."""
 
-    def __init__(self, inner: AESGCM) -> None:
-        self.inner = inner
+    __slots__ = ("decrypts",)
+
+    def __init__(self, keys: dict[str, bytes]) -> None:
+        super().__init__(keys)
         self.decrypts = 0
 
-    def encrypt(self, nonce: bytes, data: bytes, ad: bytes) -> bytes:
+    def cipher(self, kid: str) -> Cipher | None:
+        inner = super().cipher(kid)
+        return None if inner is None else CountingCipher(inner, self)
+
+
+class CountingCipher:
+    def __init__(self, inner: Cipher, ring: CountingRing) -> None:
+        self.inner = inner
+        self.ring = ring
+
+    def encrypt(self, nonce: bytes, data: bytes, ad: bytes, /) -> bytes:
         return self.inner.encrypt(nonce, data, ad)
 
-    def decrypt(self, nonce: bytes, data: bytes, ad: bytes) -> bytes:
-        self.decrypts += 1
+    def decrypt(self, nonce: bytes, data: bytes, ad: bytes, /) -> bytes:
+        self.ring.decrypts += 1
         return self.inner.decrypt(nonce, data, ad)
 
 
-def counting(enc: FieldEncryption) -> CountingCipher:
-    cipher = CountingCipher(enc.keys._ciphers["k1"])
-    enc.keys._ciphers["k1"] = cipher  # type: ignore[assignment]
-    enc._cipher = cipher  # type: ignore[assignment]
-    return cipher
+def counting(paths: list[str], **kwargs: Any) -> tuple[FieldEncryption, CountingRing]:
+    ring = CountingRing({"k1": KEY1})
+    return FieldEncryption(paths, ring, **kwargs), ring
 
 
 def test_an_unchanged_envelope_is_opened_from_memory_once_it_was_read() -> None:
-    enc = user_enc()
-    cipher = counting(enc)
+    enc, cipher = counting(["user.email", "user.phone", "user.profile"])
     stored = enc.encrypt_data("user", "user/a", {"email": SECRET, "phone": "+1 555 0100"})
     for _ in range(3):
         assert enc.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {
@@ -585,8 +608,7 @@ def test_an_unchanged_envelope_is_opened_from_memory_once_it_was_read() -> None:
         }
     assert cipher.decrypts == 2  # each field once, then from memory
     # another instance (another process) does the same with what it reads
-    reader = user_enc()
-    reader_cipher = counting(reader)
+    reader, reader_cipher = counting(["user.email", "user.phone", "user.profile"])
     for _ in range(3):
         assert reader.decrypt_data("user", "user/a", copy.deepcopy(stored))["email"] == SECRET
     assert reader_cipher.decrypts == 2
@@ -621,8 +643,7 @@ def test_a_remembered_envelope_under_a_dropped_key_fails_with_the_new_ring() -> 
 
 
 def test_decrypted_cache_off_decrypts_every_time() -> None:
-    enc = user_enc(decrypted_cache=0)
-    cipher = counting(enc)
+    enc, cipher = counting(["user.email", "user.phone", "user.profile"], decrypted_cache=0)
     stored = enc.encrypt_data("user", "user/a", {"email": SECRET})
     for _ in range(3):
         assert enc.decrypt_data("user", "user/a", copy.deepcopy(stored)) == {"email": SECRET}
@@ -631,8 +652,7 @@ def test_decrypted_cache_off_decrypts_every_time() -> None:
 
 
 def test_decrypted_cache_is_bounded_and_skips_large_values() -> None:
-    enc = FieldEncryption(["user.email", "user.profile"], ring1(), decrypted_cache=4)
-    cipher = counting(enc)
+    enc, cipher = counting(["user.email", "user.profile"], decrypted_cache=4)
     docs = {
         f"user/{i}": enc.encrypt_data("user", f"user/{i}", {"email": f"u{i}@example.com"}) for i in range(6)
     }

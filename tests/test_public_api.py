@@ -15,6 +15,18 @@ def test_public_surface_is_sorted_and_importable() -> None:
     )
 
 
+def test_field_encryption_is_a_field_codec() -> None:
+    """The codec protocol a custom transform implements is public, and field encryption is one."""
+    assert "FieldCodec" in turnstate.__all__
+    codec: turnstate.FieldCodec = turnstate.FieldEncryption(
+        ["user.email"], turnstate.KeyRing({"k1": bytes(32)})
+    )
+    assert codec.scopes == frozenset({"user"})
+    stored = codec.encrypt_data("user", "user/u", {"email": "a@example.com", "name": "A"})
+    assert stored["name"] == "A" and stored["email"] != "a@example.com"
+    assert codec.decrypt_data("user", "user/u", stored) == {"email": "a@example.com", "name": "A"}
+
+
 def test_every_error_derives_from_the_base() -> None:
     errors = [getattr(turnstate, n) for n in turnstate.__all__ if n.endswith("Error")]
     assert errors and all(issubclass(e, turnstate.TurnStateError) for e in errors)

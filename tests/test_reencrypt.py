@@ -6,9 +6,10 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from turnstate.crypto import ENVELOPE_MARKER, FieldEncryption, is_envelope
 from turnstate.document import decode, encode, encode_data
+from turnstate.envelope import ENVELOPE_MARKER, is_envelope
 from turnstate.errors import UnsupportedStorageError
+from turnstate.field_encryption import FieldEncryption
 from turnstate.keyring import KeyRing
 from turnstate.reencrypt import ReencryptProgress, default_scope_of, reencrypt
 from turnstate.storage.base import Capabilities, WriteItem

@@ -5,7 +5,7 @@ and field-level merging, TTL, field encryption and redelivery detection, over pl
 """
 
 from turnstate.activity import Activity, ChannelAccount, ConversationAccount
-from turnstate.crypto import FieldEncryption
+from turnstate.codec import FieldCodec
 from turnstate.errors import (
     CommitRetriesExhaustedError,
     ConcurrentDeliveryError,
@@ -33,6 +33,7 @@ from turnstate.errors import (
     UnknownScopeError,
     UnsupportedStorageError,
 )
+from turnstate.field_encryption import FieldEncryption
 from turnstate.keyring import EnvKeys, KeyProvider, KeyRing
 from turnstate.keys import KeyScheme, TurnIds
 from turnstate.manager import StateManager
@@ -61,6 +62,7 @@ __all__ = [
     "DuplicateActivityError",
     "EncryptionError",
     "EnvKeys",
+    "FieldCodec",
     "FieldEncryption",
     "FileStorage",
     "InvalidItemError",

@@ -30,6 +30,14 @@ _TO_STD = bytes.maketrans(b"-_", b"+/")
 _PADDING = ("", "===", "==", "=")
 
 
+class Cipher(Protocol):
+    """An AEAD cipher under one key, as field encryption uses it (AES-256-GCM for a ring's keys)."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes, /) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes, /) -> bytes: ...
+
+
 def _check_key_id(kid: object, where: str) -> str:
     if not isinstance(kid, str) or not KEY_ID.match(kid):
         shown = repr(kid) if isinstance(kid, str) and len(kid) <= 80 else f"a {type(kid).__name__}"
@@ -85,7 +93,7 @@ class KeyRing:
             )
         self._keys = checked
         self._primary = primary
-        self._ciphers = {kid: AESGCM(raw) for kid, raw in checked.items()}
+        self._ciphers: dict[str, Cipher] = {kid: AESGCM(raw) for kid, raw in checked.items()}
 
     @classmethod
     def from_string(cls, spec: str, *, source: str = "key ring spec") -> KeyRing:
@@ -154,6 +162,10 @@ class KeyRing:
     def ids(self) -> tuple[str, ...]:
         """Every key id in the ring, in insertion order."""
         return tuple(self._keys)
+
+    def cipher(self, kid: str) -> Cipher | None:
+        """The AES-256-GCM cipher of key ``kid``, or None if the ring does not hold that key."""
+        return self._ciphers.get(kid)
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._keys

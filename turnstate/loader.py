@@ -67,7 +67,7 @@ class DocumentLoader:
         # field encryption that remembers plaintext finds the documents it wrote kept decrypted
         self._encryption = (
             codec
-            if type(codec) is FieldEncryption and self.documents is not None and codec._memo_size > 0
+            if type(codec) is FieldEncryption and self.documents is not None and codec.remembers_plaintext
             else None
         )
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from turnstate.crypto import FieldEncryption
 from turnstate.document import decode, encode, encode_data
 from turnstate.errors import (
     CommitRetriesExhaustedError,
@@ -26,6 +25,7 @@ from turnstate.errors import (
     PreconditionFailedError,
     UnsupportedStorageError,
 )
+from turnstate.field_encryption import FieldEncryption
 from turnstate.storage.base import Storage, StoredItem, WriteItem
 
 
