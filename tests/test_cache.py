@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import CorruptDocumentError, MemoryStorage, StateManager
 from turnstate.cache import DocumentCache
 from turnstate.crypto import FieldEncryption

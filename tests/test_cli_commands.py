@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from cosmos_test_server import EMULATOR_KEY
 
-from tests.activities import message
-from tests.backends import Backend, blob_backend, cosmos_backend, file_backend, redis_backend
-from tests.cli_targets import backend_env, one_line_error, storage_url, turnstate
+from tests.support.activities import message
+from tests.support.backends import Backend, blob_backend, cosmos_backend, file_backend, redis_backend
+from tests.support.cli_targets import backend_env, one_line_error, storage_url, turnstate
 from turnstate import StateManager
 from turnstate.document import encode, encode_data
 from turnstate.keyring import KeyRing

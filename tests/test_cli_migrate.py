@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_targets import SCRIPT, turnstate
+from tests.support.cli_targets import SCRIPT, turnstate
 from turnstate.document import encode, encode_data
 from turnstate.storage.base import StoredItem, WriteItem
 from turnstate.storage.file import FileStorage

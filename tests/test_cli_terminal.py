@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli_targets import SCRIPT
+from tests.support.cli_targets import SCRIPT
 from turnstate.document import encode, encode_data
 from turnstate.storage.base import WriteItem
 from turnstate.storage.file import FileStorage

@@ -7,8 +7,8 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import FieldCodec, StateManager
 from turnstate.codec import Sealed
 

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend
-from tests.faults import INCIDENT, Fault, FaultyStorage, Instance, flow
+from tests.support.activities import message
+from tests.support.backends import Backend
+from tests.support.faults import INCIDENT, Fault, FaultyStorage, Instance, flow
 from turnstate import (
     CommitRetriesExhaustedError,
     ConcurrentDeliveryError,

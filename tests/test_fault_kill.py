@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend, file_backend, redis_backend
-from tests.faults import FaultyStorage, Instance, Schedule, check
+from tests.support.activities import message
+from tests.support.backends import Backend, file_backend, redis_backend
+from tests.support.faults import FaultyStorage, Instance, Schedule, check
 
-WORKER = Path(__file__).with_name("fault_worker.py")
+WORKER = Path(__file__).parent / "support" / "fault_worker.py"
 KILL_POINTS = [
     ("between-writes", 1, False),
     ("between-writes", 2, False),
@@ -52,7 +52,7 @@ async def test_a_process_killed_at_each_point_leaves_nothing_lost_or_doubled(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(WORKER.parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(WORKER.parents[2])},
     ) as worker:  # fmt: skip
         assert worker.stdout is not None and worker.stderr is not None
         line = worker.stdout.readline().strip()

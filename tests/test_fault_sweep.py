@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from tests.backends import Backend
-from tests.faults import POINTS, FaultyStorage, Instance, Schedule, run_schedule
+from tests.support.backends import Backend
+from tests.support.faults import POINTS, FaultyStorage, Instance, Schedule, run_schedule
 
 SWEEP = int(os.environ.get("TURNSTATE_SWEEP", "72"))
 

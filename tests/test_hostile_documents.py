@@ -10,8 +10,8 @@ import logging
 
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import (
     CorruptDocumentError,
     DecryptionError,

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import StateManager
 from turnstate.errors import InvalidKeyError
 from turnstate.storage.base import Storage, WriteItem

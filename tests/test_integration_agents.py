@@ -11,9 +11,9 @@ from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import ActivityHandler, StoreItem, TurnContext
 from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
-from tests.activities import message
-from tests.agents_app import Agent, counting_agent
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.agents_app import Agent, counting_agent
+from tests.support.backends import Backend
 from turnstate import MemoryStorage, Scope, StateError, StateManager, UnknownScopeError
 from turnstate.integrations.agents import AgentsStorage, AgentTurnState, state_of
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from microsoft_agents.hosting.aiohttp import start_agent_process
 
-from tests.activities import message
-from tests.agents_app import Agent, counting_agent
+from tests.support.activities import message
+from tests.support.agents_app import Agent, counting_agent
 from turnstate import FileStorage, StateManager
 
 

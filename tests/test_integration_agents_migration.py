@@ -11,8 +11,8 @@ import pytest
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import ConversationState, TurnContext
 
-from tests.activities import message
-from tests.agents_app import Agent, counting_agent
+from tests.support.activities import message
+from tests.support.agents_app import Agent, counting_agent
 from turnstate import CorruptDocumentError, MemoryStorage, StateManager, WriteItem
 from turnstate.integrations.agents import AgentsStorage, copy_agents_state, unwrap_cosmos_item
 

@@ -13,9 +13,9 @@ from microsoft_agents.hosting.core import ConversationState, StoreItem, TurnCont
 from microsoft_agents.hosting.core import MemoryStorage as SdkMemoryStorage
 from microsoft_agents.hosting.core.storage import Storage as SdkStorage
 
-from tests.activities import message
-from tests.agents_app import Agent
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.agents_app import Agent
+from tests.support.backends import Backend
 from turnstate import (
     CorruptDocumentError,
     DecryptionError,

@@ -12,7 +12,7 @@ from botbuilder.core import ConversationState, TurnContext, UserState
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
-from tests.backends import Backend
+from tests.support.backends import Backend
 from turnstate import StateManager, Storage
 from turnstate.integrations.botbuilder import BotBuilderStorage, TurnStateMiddleware
 

@@ -17,7 +17,7 @@ from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from jsonpickle.pickler import Pickler
 
-from tests.backends import Backend
+from tests.support.backends import Backend
 from turnstate import CorruptDocumentError, MemoryStorage, Storage, WriteItem
 from turnstate.integrations.botbuilder import BotBuilderStorage, import_botbuilder_items
 

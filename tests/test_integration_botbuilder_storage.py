@@ -11,7 +11,7 @@ from botbuilder.core.adapters import TestAdapter
 from botbuilder.dialogs import DialogSet, DialogTurnStatus, TextPrompt, WaterfallDialog, WaterfallStepContext
 from botbuilder.testing import StorageBaseTests
 
-from tests.backends import Backend
+from tests.support.backends import Backend
 from turnstate import (
     FieldEncryption,
     InvalidItemError,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from microsoft_teams.apps import ActivityContext, App
 
-from tests.activities import message
-from tests.backends import Backend
-from tests.teams_app import Connector, TeamsBot
+from tests.support.activities import message
+from tests.support.backends import Backend
+from tests.support.teams_app import Connector, TeamsBot
 from turnstate import MemoryStorage, StateError, StateManager
 from turnstate.integrations.teams import state_of
 

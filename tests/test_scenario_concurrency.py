@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import ANY_ETAG, MergeConflictError, Scope, StateManager, WriteItem, document
 
 TASKS, TURNS = 8, 25

@@ -9,8 +9,8 @@ import os
 import msgspec
 import pytest
 
-from tests.activities import message, use_every_scope
-from tests.backends import Backend
+from tests.support.activities import message, use_every_scope
+from tests.support.backends import Backend
 from turnstate import StateManager, WriteItem, document
 from turnstate.errors import DecryptionError, KeyRingError, PlaintextFieldError, SecretValueError
 from turnstate.keyring import KeyRing

@@ -6,9 +6,9 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.activities import message
-from tests.backends import Backend
-from tests.counting import CountingStorage
+from tests.support.activities import message
+from tests.support.backends import Backend
+from tests.support.counting import CountingStorage
 from turnstate import StateManager
 from turnstate.runtime import Bot, TurnContext
 

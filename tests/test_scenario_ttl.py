@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import Scope, StateManager
 
 

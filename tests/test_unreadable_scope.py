@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.activities import message
-from tests.backends import Backend
+from tests.support.activities import message
+from tests.support.backends import Backend
 from turnstate import CorruptDocumentError, DecryptionError, StateManager, WriteItem
 from turnstate.keyring import KeyRing
 

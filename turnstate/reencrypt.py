@@ -97,6 +97,29 @@ async def _rewrite(
     raise CommitRetriesExhaustedError([key], max_attempts)
 
 
+def _check(storage: Storage, max_attempts: int, batch_size: int) -> None:
+    if not storage.capabilities.list_keys:
+        raise UnsupportedStorageError(type(storage).__name__, "list_keys", "re-encrypting stored documents")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+
+
+def _count(report: ReencryptReport, key: str, outcome: str | None) -> None:
+    """Count what became of ``key`` (None: it failed, and its failure is recorded)."""
+    report.scanned += 1
+    if outcome == _REWRITTEN:
+        report.rewritten += 1
+    elif outcome == _CURRENT:
+        report.already_current += 1
+    elif outcome == _SKIPPED:
+        report.skipped += 1
+    else:
+        report.failed += 1
+    report.last_key = key
+
+
 async def reencrypt(
     storage: Storage,
     encryption: FieldEncryption,
@@ -122,12 +145,7 @@ async def reencrypt(
 
     Raises UnsupportedStorageError if the storage does not declare ``list_keys``.
     """
-    if not storage.capabilities.list_keys:
-        raise UnsupportedStorageError(type(storage).__name__, "list_keys", "re-encrypting stored documents")
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+    _check(storage, max_attempts, batch_size)
     keys = sorted({key async for key in storage.list_keys(prefix)})
     if resume_after is not None:
         keys = keys[bisect.bisect_right(keys, resume_after) :]
@@ -150,16 +168,7 @@ async def reencrypt(
                 except (EncryptionError, CorruptDocumentError, CommitRetriesExhaustedError) as exc:
                     report.failures[key] = str(exc)
                     outcome = None
-            report.scanned += 1
-            if outcome == _REWRITTEN:
-                report.rewritten += 1
-            elif outcome == _CURRENT:
-                report.already_current += 1
-            elif outcome == _SKIPPED:
-                report.skipped += 1
-            else:
-                report.failed += 1
-            report.last_key = key
+            _count(report, key, outcome)
             if progress is not None:
                 result = progress(ReencryptProgress(report.scanned, total, key))
                 if inspect.isawaitable(result):

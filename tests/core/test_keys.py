@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import Activity
 from turnstate.keys import KeyScheme, TurnIds, ids_of
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.activities import message, use_every_scope
+from tests.support.activities import message, use_every_scope
 from turnstate import CorruptDocumentError, KeyRing, MemoryStorage, StateManager, StateValueError
 from turnstate.document import MAX_DEPTH
 from turnstate.storage.base import WriteItem

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLE = Path(__file__).parent.parent / "samples" / "incident_bot.py"
+SAMPLE = Path(__file__).parents[2] / "samples" / "incident_bot.py"
 
 
 def run(state_dir: Path, key: str | None = None) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.backends import Backend
+from tests.support.backends import Backend
 
 SCRIPT = Path(sys.executable).with_name("turnstate")
 

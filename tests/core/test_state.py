@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import (
     MemoryStorage,
     MissingIdError,

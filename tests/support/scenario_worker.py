@@ -1,8 +1,8 @@
 """A bot process for the multi-process scenario tests.
 
-    python tests/scenario_worker.py SPEC incr TURNS CONVERSATION
-    python tests/scenario_worker.py SPEC getset TURNS CONVERSATION
-    python tests/scenario_worker.py SPEC flow LEDGER HANG_ON ACTIVITY_ID...
+    python tests/support/scenario_worker.py SPEC incr TURNS CONVERSATION
+    python tests/support/scenario_worker.py SPEC getset TURNS CONVERSATION
+    python tests/support/scenario_worker.py SPEC flow LEDGER HANG_ON ACTIVITY_ID...
 
 SPEC is a tests.backends spec (JSON). Each mode prints one line per finished turn.
 """
@@ -15,8 +15,8 @@ import os
 import sys
 from typing import Any
 
-from tests.activities import message
-from tests.backends import open_spec
+from tests.support.activities import message
+from tests.support.backends import open_spec
 from turnstate import StateManager
 from turnstate.runtime import Bot, TurnContext
 

@@ -1,6 +1,6 @@
-"""Child process for tests/test_file_crash.py: commits documents until it is killed.
+"""Child process for tests/core/test_file_crash.py: commits documents until it is killed.
 
-Usage: python tests/file_writer.py DIR WRITER GENERATION LOG
+Usage: python tests/support/file_writer.py DIR WRITER GENERATION LOG
 
 Owns the keys own_keys(WRITER) and rewrites them in one batch per step with increasing sequence numbers,
 each precondition being the ETag it last saw; and increments the shared counter with read + compare-and-set

@@ -1,6 +1,6 @@
-"""Child process for tests/test_file_crash.py: dies by SIGKILL at one chosen instant of a FileStorage write.
+"""Child process for tests/core/test_file_crash.py: dies by SIGKILL at one chosen instant of a FileStorage write.
 
-Usage: python tests/file_crashpoint.py DIR POINT
+Usage: python tests/support/file_crashpoint.py DIR POINT
 
 POINT is where the process kills itself while writing {"new": 1} to keys "a" and "b" in one batch:
   mid-temp-write   after half of the first temporary file is written

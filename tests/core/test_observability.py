@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import MemoryStorage, MergeConflictError, StateManager
 
 SECRET = "value-that-must-not-be-logged"

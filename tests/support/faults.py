@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import Activity, DuplicateActivityError, Scope, StateManager
 from turnstate.runtime import Bot, TurnContext
 from turnstate.state import TurnState

@@ -1,6 +1,6 @@
-"""Child process for tests/test_storage_file.py: meets real OS errors and prints what FileStorage raised.
+"""Child process for tests/core/test_storage_file.py: meets real OS errors and prints what FileStorage raised.
 
-Usage: python tests/file_oserrors.py DIR too-big|no-permission
+Usage: python tests/support/file_oserrors.py DIR too-big|no-permission
 
 too-big:        limits this process's file size (RLIMIT_FSIZE), so writing a big document fails with EFBIG,
                 the same path a full disk takes.

@@ -1,6 +1,6 @@
-"""Child process for tests/test_file_multiprocess.py: races its siblings through one FileStorage directory.
+"""Child process for tests/core/test_file_multiprocess.py: races its siblings through one FileStorage directory.
 
-Usage: python tests/file_counter.py DIR MODE ID COUNT GO_FILE
+Usage: python tests/support/file_counter.py DIR MODE ID COUNT GO_FILE
 
 Waits until GO_FILE exists (so all siblings start together), then, COUNT times:
   counter  increments key "counter" by read + if_match write, retrying on PreconditionFailedError

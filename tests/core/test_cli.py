@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import StateManager
 from turnstate.keyring import KeyRing
 from turnstate.storage.file import FileStorage

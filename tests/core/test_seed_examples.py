@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import MemoryStorage, StateManager
 from turnstate.runtime import Bot
 

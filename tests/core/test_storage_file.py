@@ -328,13 +328,13 @@ async def test_held_lock_times_out_with_a_clear_error_and_writes_nothing(tmp_pat
 
 
 def run_child(directory: Path, mode: str) -> list[dict[str, object]]:
-    script = Path(__file__).with_name("file_oserrors.py")
+    script = Path(__file__).parents[1] / "support" / "file_oserrors.py"
     done = subprocess.run(
         [sys.executable, str(script), str(directory), mode],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]

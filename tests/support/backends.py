@@ -100,7 +100,7 @@ class Backend:
             await client.aclose()
 
     def run_worker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run tests/scenario_worker.py against this backend in a new process."""
+        """Run tests/support/scenario_worker.py against this backend in a new process."""
         if not self.shared:
             raise RuntimeError(f"{self.name} storage is not shared between processes")
         return subprocess.run(
@@ -109,7 +109,7 @@ class Backend:
             text=True,
             timeout=timeout,
             check=False,
-            env={**os.environ, "PYTHONPATH": str(WORKER.parent.parent)},
+            env={**os.environ, "PYTHONPATH": str(WORKER.parents[2])},
         )
 
     def start_worker(self, *args: str) -> subprocess.Popen[str]:
@@ -120,7 +120,7 @@ class Backend:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(WORKER.parent.parent)},
+            env={**os.environ, "PYTHONPATH": str(WORKER.parents[2])},
         )
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.file_writer import COUNTER, own_keys
+from tests.support.file_writer import COUNTER, own_keys
 from turnstate.storage.base import WriteItem
 from turnstate.storage.file import FileStorage, encode_key
 
-HERE = Path(__file__).parent
-ENV = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+HERE = Path(__file__).parents[1] / "support"
+ENV = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
 WRITERS = 3
 KILLS = 36
 

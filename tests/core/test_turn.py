@@ -7,8 +7,8 @@ import asyncio
 import msgspec
 import pytest
 
-from tests.activities import message, use_every_scope
-from tests.counting import CountingStorage
+from tests.support.activities import message, use_every_scope
+from tests.support.counting import CountingStorage
 from turnstate import (
     Activity,
     CorruptDocumentError,

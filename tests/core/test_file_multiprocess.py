@@ -11,7 +11,7 @@ from pathlib import Path
 
 from turnstate.storage.file import FileStorage
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1] / "support"
 PROCESSES = 3
 COUNT = 100
 
@@ -19,7 +19,7 @@ COUNT = 100
 def run_siblings(tmp_path: Path, mode: str) -> list[dict[str, int]]:
     directory, go = tmp_path / "state", tmp_path / "go"
     FileStorage(directory)
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
     script = str(HERE / "file_counter.py")
     procs = [
         subprocess.Popen(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLE = Path(__file__).parent.parent / "samples" / "counter_bot.py"
+SAMPLE = Path(__file__).parents[2] / "samples" / "counter_bot.py"
 
 
 def run(state_dir: Path, *args: str, stdin: str | None = None) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import Activity
 from turnstate.runtime import Bot, TurnContext
 

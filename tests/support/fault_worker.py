@@ -1,6 +1,6 @@
 """One delivery of the fault sweep's flow in its own process, stopping at a failure point to be killed.
 
-    python tests/fault_worker.py SPEC CONVERSATION ACTIVITY_ID POINT CUT CHECKPOINT
+    python tests/support/fault_worker.py SPEC CONVERSATION ACTIVITY_ID POINT CUT CHECKPOINT
 
 Prints ``at POINT`` when it gets there and waits; prints ``done`` if the point never came.
 """
@@ -11,9 +11,9 @@ import asyncio
 import json
 import sys
 
-from tests.activities import message
-from tests.backends import open_spec
-from tests.faults import Fault, FaultyStorage, Instance
+from tests.support.activities import message
+from tests.support.backends import open_spec
+from tests.support.faults import Fault, FaultyStorage, Instance
 
 
 async def main(spec: str, conversation: str, activity_id: str, point: str, cut: str, checkpoint: str) -> None:

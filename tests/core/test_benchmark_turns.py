@@ -11,7 +11,7 @@ import pytest
 
 from turnstate import MemoryStorage
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 import bench_crypto
 import bench_turn
 import bench_turn_instructions
