@@ -4,6 +4,8 @@ when allowed, values never."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +179,18 @@ async def test_without_telemetry_turns_and_storage_are_plain(storage: Storage) -
     async with manager.turn(message()) as state:
         state.conversation.set("x", 1)
     assert manager.stats["commits"] == 1
+
+
+def test_turnstate_runs_turns_without_importing_opentelemetry() -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from turnstate import MemoryStorage, StateManager\n"
+        "async def main():\n"
+        "    async with StateManager(MemoryStorage()).turn({'type': 'message', 'channelId': 'c',"
+        " 'conversation': {'id': 'c1'}, 'from': {'id': 'u1'}, 'recipient': {'id': 'b1'}}) as state:\n"
+        "        state.conversation.set('x', 1)\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ A manager without telemetry runs the plain turn engine: none of this is on its p
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
@@ -121,7 +121,7 @@ class Telemetry:
                 span.set_status(StatusCode.ERROR)
                 raise
 
-    def _reader(self, field: str) -> Any:
+    def _reader(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def read(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(sum(getattr(stats, field) for stats in self._stats))]
 
