@@ -35,9 +35,14 @@ class Exported:
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans_out))
         self.reader = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
         self.telemetry = Telemetry(
             tracer_provider=tracer_provider, meter_provider=meter_provider, record_keys=record_keys
         )
+
+    def another(self) -> Telemetry:
+        """A second Telemetry on the same providers."""
+        return Telemetry(**self.providers)  # type: ignore[arg-type]
 
     def spans(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.spans_out.get_finished_spans() if s.name == name]
@@ -86,7 +91,8 @@ async def race(managers: list[StateManager]) -> None:
 
 async def test_a_conflicting_turn_is_traced_and_counted(storage: Storage) -> None:
     exported = Exported()
-    managers = [StateManager(storage, telemetry=exported.telemetry) for _ in range(2)]
+    # one Telemetry each, on the same providers: the counters add both managers up
+    managers = [StateManager(storage, telemetry=t) for t in (exported.telemetry, exported.another())]
     await race(managers)
 
     loads, commits = exported.spans("turnstate.turn.load"), exported.spans("turnstate.turn.commit")

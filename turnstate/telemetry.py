@@ -18,6 +18,7 @@ A manager without telemetry runs the plain turn engine: none of this is on its p
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 try:
     from opentelemetry import metrics, trace
-    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
     from opentelemetry.trace import Span, StatusCode, TracerProvider
 except ImportError as exc:  # pragma: no cover  (the otel extra is installed in development)
     raise ImportError(
@@ -61,7 +62,8 @@ class Telemetry:
 
     ``tracer_provider`` / ``meter_provider``: the providers to use (default: the global ones).
     ``record_keys``: add the storage keys (which hold user and conversation ids) to spans.
-    One Telemetry may serve several managers; its counters add theirs up.
+    The counters add up the stats of every manager given a Telemetry on the same meter provider. Make it
+    after setting the global meter provider, or pass one.
     """
 
     def __init__(
@@ -74,19 +76,17 @@ class Telemetry:
         self.record_keys = record_keys
         self.tracer = trace.get_tracer("turnstate", tracer_provider=tracer_provider)
         meter = metrics.get_meter("turnstate", meter_provider=meter_provider)
-        self._stats: list[Stats] = []
-        for name, field, unit, description in _COUNTERS:
-            meter.create_observable_counter(
-                name, callbacks=[self._reader(field)], unit=unit, description=description
-            )
-        self.duration = meter.create_histogram(
-            "turnstate.storage.operation.duration", unit="ms", description="Duration of storage calls"
-        )
+        instruments = _instruments.get(meter)
+        if instruments is None:
+            instruments = _instruments[meter] = _Instruments(meter)
+        self._instruments = instruments
+        self.duration = instruments.duration
 
     def observe(self, stats: Stats) -> None:
         """Count ``stats`` (a manager's) in the counters."""
-        if not any(s is stats for s in self._stats):
-            self._stats.append(stats)
+        observed = self._instruments.stats
+        if not any(s is stats for s in observed):
+            observed.append(stats)
 
     def storage(self, storage: Storage) -> Storage:
         """``storage`` with a span and a duration measurement around each call (same capabilities)."""
@@ -121,11 +121,29 @@ class Telemetry:
                 span.set_status(StatusCode.ERROR)
                 raise
 
+
+class _Instruments:
+    """A meter's turnstate instruments, made once: an instrument made twice on one meter is ignored, so
+    every Telemetry on that meter shares these, and the counters add up the stats of all their managers."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.stats: list[Stats] = []
+        for name, field, unit, description in _COUNTERS:
+            meter.create_observable_counter(
+                name, callbacks=[self._reader(field)], unit=unit, description=description
+            )
+        self.duration = meter.create_histogram(
+            "turnstate.storage.operation.duration", unit="ms", description="Duration of storage calls"
+        )
+
     def _reader(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def read(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(sum(getattr(stats, field) for stats in self._stats))]
+            return [Observation(sum(getattr(stats, field) for stats in self.stats))]
 
         return read
+
+
+_instruments: weakref.WeakKeyDictionary[Meter, _Instruments] = weakref.WeakKeyDictionary()
 
 
 class _TracedTurn(Turn):
