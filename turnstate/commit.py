@@ -148,6 +148,8 @@ class Commit(msgspec.Struct, gc=False):
         """Count and log a conflict; raise if the commit is not to retry; else the slots left to write."""
         stats = self.config.stats
         stats.conflicts += 1
+        if self.config.telemetry is not None:
+            self.config.telemetry.conflict(exc.keys, attempt)
         log.info(
             "turnstate: commit conflict on %s (attempt %d)",
             exc.keys,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from turnstate.keys import TurnIds
 from turnstate.loader import DocumentLoader
@@ -15,6 +15,9 @@ from turnstate.scopes import ScopeSpec
 from turnstate.state import ScopeState, ValueGuard
 from turnstate.stats import Stats
 from turnstate.storage.base import Storage
+
+if TYPE_CHECKING:
+    from turnstate.telemetry import Telemetry
 
 
 class TurnPlan(NamedTuple):
@@ -47,3 +50,5 @@ class TurnConfig:
     """Checks every value set (the secrets guard), or None."""
     commits: CommitQueue
     stats: Stats
+    telemetry: Telemetry | None = None
+    """Traces and measures turns (the storage above is then traced too), or None."""

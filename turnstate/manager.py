@@ -7,7 +7,7 @@ activity; everything a turn works on lives in the Turn.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -29,7 +29,10 @@ from turnstate.secrets import find_secret
 from turnstate.state import ScopeState, UnavailableScope, ValueGuard
 from turnstate.stats import Stats
 from turnstate.storage.base import Storage
-from turnstate.turn import Turn
+from turnstate.turn import OnConflict, Turn
+
+if TYPE_CHECKING:
+    from turnstate.telemetry import Telemetry
 
 
 class StateManager:
@@ -58,6 +61,9 @@ class StateManager:
     ``decrypted_cache``: how many encrypted fields' envelopes to remember the plaintext of, so a turn
     skips AES for fields this process read before and that are stored unchanged (0 turns this off, and
     keeps every cached document in its stored form); see :class:`~turnstate.crypto.FieldEncryption`.
+
+    ``telemetry``: a :class:`~turnstate.telemetry.Telemetry` (the ``otel`` extra) tracing each turn's load,
+    commit and storage calls and counting :attr:`stats` as OpenTelemetry metrics.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class StateManager:
         allow_secrets: Iterable[str] = (),
         document_cache: int = 1024,
         decrypted_cache: int = 4096,
+        telemetry: Telemetry | None = None,
     ) -> None:
         enabled = tuple(builtin_scopes)
         _check_options(storage, enabled, on_conflict, max_commit_attempts, document_cache)
@@ -113,9 +120,15 @@ class StateManager:
         self._plan_cache: dict[tuple[str | None, ...], TurnPlan] = {}
         self.stats = Stats()
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
+        self.telemetry = telemetry
+        self._make_turn: Callable[[TurnConfig, Any, OnConflict], Turn] = Turn
+        if telemetry is not None:
+            telemetry.observe(self.stats)
+            storage = telemetry.storage(storage)
+            self._make_turn = telemetry.turn
         self.config = TurnConfig(
             storage, self.plan, self.loader, self.window, self.policies, on_conflict, max_commit_attempts,
-            backoff, self.guard, CommitQueue(), self.stats,
+            backoff, self.guard, CommitQueue(), self.stats, telemetry,
         )  # fmt: skip
         """What each of this manager's turns works with."""
 
@@ -168,7 +181,7 @@ class StateManager:
 
         ``on_conflict`` overrides the manager's setting for this turn's commit.
         """
-        return Turn(self.config, activity, on_conflict)
+        return self._make_turn(self.config, activity, on_conflict)
 
     async def load_keys(self) -> None:
         """Load encryption keys from the key provider now (the first turn does it otherwise)."""
