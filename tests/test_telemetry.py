@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from tests.activities import message
+from tests.support.activities import message
 from turnstate import CommitRetriesExhaustedError, FileStorage, MemoryStorage, StateManager, Storage
 from turnstate.telemetry import Telemetry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from turnstate.keys import TurnIds
 from turnstate.loader import DocumentLoader
@@ -16,8 +16,12 @@ from turnstate.state import ScopeState, ValueGuard
 from turnstate.stats import Stats
 from turnstate.storage.base import Storage
 
-if TYPE_CHECKING:
-    from turnstate.telemetry import Telemetry
+
+class CommitObserver(Protocol):
+    """Told what a commit meets (the telemetry extra's :class:`~turnstate.telemetry.Telemetry` is one)."""
+
+    def conflict(self, keys: list[str], attempt: int) -> None:
+        """A write of ``keys`` lost the ETag race on attempt ``attempt``."""
 
 
 class TurnPlan(NamedTuple):
@@ -50,5 +54,5 @@ class TurnConfig:
     """Checks every value set (the secrets guard), or None."""
     commits: CommitQueue
     stats: Stats
-    telemetry: Telemetry | None = None
+    telemetry: CommitObserver | None = None
     """Traces and measures turns (the storage above is then traced too), or None."""

@@ -1,4 +1,5 @@
-"""Child process for tests/core/test_file_multiprocess.py: races its siblings through one FileStorage directory.
+"""Child process for tests/core/test_file_multiprocess.py: races its siblings through one FileStorage
+directory.
 
 Usage: python tests/support/file_counter.py DIR MODE ID COUNT GO_FILE
 

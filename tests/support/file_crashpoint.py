@@ -1,4 +1,5 @@
-"""Child process for tests/core/test_file_crash.py: dies by SIGKILL at one chosen instant of a FileStorage write.
+"""Child process for tests/core/test_file_crash.py: dies by SIGKILL at one chosen instant of a FileStorage
+write.
 
 Usage: python tests/support/file_crashpoint.py DIR POINT
 
