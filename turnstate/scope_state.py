@@ -52,16 +52,18 @@ class ScopeState:
     when set; changes reach storage only when the turn commits.
     """
 
-    __slots__ = ("_closed", "_data", "_deltas", "_guard", "exact", "key", "name", "shaped", "touched")
+    __slots__ = ("_deltas", "_guard", "closed", "exact", "fields", "key", "name", "shaped", "touched")
 
     def __init__(
         self, name: str, key: str | None, data: dict[str, Any], guard: ValueGuard | None = None
     ) -> None:
         self.name = name
         self.key = key
-        self._data = data
+        self.fields = data
+        """The live fields: the turn engine encodes them; handlers read and write through get and set."""
         self._deltas: dict[Path, int | float] | None = None  # made by the first incr
-        self._closed = False
+        self.closed = False
+        """The turn ended: every use raises TurnClosedError."""
         self._guard = guard
         # what the turn engine reads to commit the scope (handlers use get, set and the rest):
         self.touched = False
@@ -74,13 +76,8 @@ class ScopeState:
         set at top-level names: the document cache then reuses what it knew of the loaded fields)."""
 
     def __repr__(self) -> str:
-        fields = ", ".join(sorted(self._data)) if not self._closed else "closed"
+        fields = ", ".join(sorted(self.fields)) if not self.closed else "closed"
         return f"<ScopeState {self.name} key={self.key!r} fields=[{fields}]>"
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The live fields, for the turn engine to encode (handlers read and write through get and set)."""
-        return self._data
 
     @property
     def deltas(self) -> dict[Path, int | float] | None:
@@ -89,20 +86,16 @@ class ScopeState:
 
     def replace(self, data: dict[str, Any]) -> None:
         """Take ``data`` as the fields (a merge's result): changed, and not known to be exact."""
-        self._data.clear()
-        self._data.update(data)
+        self.fields.clear()
+        self.fields.update(data)
         self.touched = True
         self.exact = False
-
-    def close(self) -> None:
-        """End the scope with its turn: every later use raises TurnClosedError."""
-        self._closed = True
 
     def _where(self, path: str) -> str:
         return f"{self.name}.{path}"
 
     def _node(self, parts: Path, path: str, create: bool) -> dict[str, Any] | None:
-        if self._closed:
+        if self.closed:
             raise TurnClosedError(f"state scope {self.name!r}")
         if create:
             self.touched = True
@@ -110,7 +103,7 @@ class ScopeState:
                 self.shaped = True
                 if len(parts) > MAX_DEPTH + 1:  # an object for each segment but the last
                     raise too_deep(self.name, path)
-        node = self._data
+        node = self.fields
         for segment in parts[:-1]:
             child = node.get(segment)
             if child is None:
@@ -139,8 +132,8 @@ class ScopeState:
         With ``type``, the value is converted and validated through msgspec (int, str, a Struct, a
         dataclass, datetime, ...); a mismatch raises StateTypeError naming the path and both types.
         """
-        if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self._closed:
-            value = self._data.get(path)  # the common case, one plain field name, needs no parsing
+        if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self.closed:
+            value = self.fields.get(path)  # the common case, one plain field name, needs no parsing
         else:
             parts = parse(path)
             node = self._node(parts, path, False)
@@ -181,8 +174,8 @@ class ScopeState:
             if stored.__class__ is dict or stored.__class__ is list:
                 self.shaped = True
         # the common case, one plain field name, needs no parsing
-        if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self._closed:
-            self._data[path] = stored
+        if path.__class__ is str and (path in _PLAIN or _plain(path)) and not self.closed:
+            self.fields[path] = stored
             self.touched = True
             return
         parts = parse(path)
@@ -235,14 +228,14 @@ class ScopeState:
     def clear(self) -> None:
         """Remove every field of this scope."""
         self._node(("",), "", False)
-        self._data.clear()
+        self.fields.clear()
         self.touched = True
         self.shaped = True
 
     def keys(self) -> list[str]:
         """The top-level field names."""
         self._node(("",), "", False)
-        return list(self._data)
+        return list(self.fields)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -250,7 +243,7 @@ class ScopeState:
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the scope's fields."""
         self._node(("",), "", False)
-        return msgspec.json.decode(msgspec.json.encode(self._data))  # type: ignore[no-any-return]
+        return msgspec.json.decode(msgspec.json.encode(self.fields))  # type: ignore[no-any-return]
 
 
 class TempScope(ScopeState):
@@ -266,11 +259,11 @@ class TempScope(ScopeState):
 
     def to_dict(self) -> dict[str, Any]:
         self._node(("",), "", False)
-        return dict(self._data)
+        return dict(self.fields)
 
 
 CLOSED_TEMP = TempScope(TEMP, None, {})
-CLOSED_TEMP.close()  # stands in for the temp scope of a turn that ended without using it
+CLOSED_TEMP.closed = True  # stands in for the temp scope of a turn that ended without using it
 
 
 class UnavailableScope(ScopeState):
@@ -282,7 +275,7 @@ class UnavailableScope(ScopeState):
     def __init__(self, name: str, missing: str | None) -> None:
         super().__init__(name, None, {})
         self._missing = missing
-        self._closed = True  # keeps every fast path off: all access goes through _node, which raises
+        self.closed = True  # keeps every fast path off: all access goes through _node, which raises
 
     def __repr__(self) -> str:
         reason = f"no {self._missing}" if self._missing else "not enabled"
@@ -303,7 +296,7 @@ class UnreadableScope(ScopeState):
     def __init__(self, name: str, error: Exception) -> None:
         super().__init__(name, None, {})
         self._error = error
-        self._closed = True  # keeps every fast path off: all access goes through _node, which raises
+        self.closed = True  # keeps every fast path off: all access goes through _node, which raises
 
     def __repr__(self) -> str:
         return f"<ScopeState {self.name} unreadable: {type(self._error).__name__}>"

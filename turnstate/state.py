@@ -139,7 +139,7 @@ class TurnState:
         if self._temp is None:
             self._temp = CLOSED_TEMP
         for scope in self._scopes.values():
-            scope.close()
+            scope.closed = True
 
     async def save(self) -> None:
         """Commit the changes made so far as a checkpoint; the final commit still happens when the turn ends.
