@@ -98,8 +98,7 @@ class StateManager:
         self.key_scheme = key_scheme or KeyScheme()
         specs = build_specs(self.key_scheme, tuple(scopes), dict(ttl or {}))
         self.disabled = tuple(name for name in BUILTIN_SCOPES if name not in enabled)
-        self.builtin_specs = tuple(s for s in specs[: len(BUILTIN_SCOPES)] if s.name in enabled)
-        self.custom_specs = specs[len(BUILTIN_SCOPES) :]
+        self.builtin_specs, self.custom_specs = _split_specs(specs, enabled)
         self.policies = MergePolicies(merge, default_merge)
         self.on_conflict = on_conflict
         self.max_commit_attempts = max_commit_attempts
@@ -107,9 +106,7 @@ class StateManager:
         self.window = SeenWindow(dedupe_window, dedupe_max_age) if dedupe else None
         self.documents = DocumentCache(document_cache) if document_cache else None
         # scopes that are off for every turn: built once, they hold nothing and only raise
-        self.unavailable: dict[str, ScopeState] = {
-            name: UnavailableScope(name, None) for name in self.disabled
-        }
+        self.unavailable: dict[str, ScopeState] = {n: UnavailableScope(n, None) for n in self.disabled}
         encryption = _Encryption(tuple(encrypt), keys, migrate_plaintext, decrypted_cache)
         encryption.check({spec.name for spec in specs}, codec)
         self.loader = DocumentLoader(
@@ -122,10 +119,8 @@ class StateManager:
         """Counts of turns, commits, writes, conflicts, merges, retries, duplicates, reruns and discards."""
         self.telemetry = telemetry
         self._make_turn: Callable[[TurnConfig, Any, OnConflict], Turn] = Turn
-        if telemetry is not None:
-            telemetry.observe(self.stats)
-            storage = telemetry.storage(storage)
-            self._make_turn = telemetry.turn
+        if telemetry is not None:  # its turns trace themselves, and its storage calls
+            storage, self._make_turn = telemetry.instrument(storage, self.stats)
         self.config = TurnConfig(
             storage, self.plan, self.loader, self.window, self.policies, on_conflict, max_commit_attempts,
             backoff, self.guard, CommitQueue(), self.stats, telemetry,
@@ -186,6 +181,14 @@ class StateManager:
     async def load_keys(self) -> None:
         """Load encryption keys from the key provider now (the first turn does it otherwise)."""
         await self.loader.prepare()
+
+
+def _split_specs(
+    specs: tuple[ScopeSpec, ...], enabled: tuple[str, ...]
+) -> tuple[tuple[ScopeSpec, ...], tuple[ScopeSpec, ...]]:
+    """The enabled built-in scopes' specs, and the custom ones'."""
+    builtin = tuple(s for s in specs[: len(BUILTIN_SCOPES)] if s.name in enabled)
+    return builtin, specs[len(BUILTIN_SCOPES) :]
 
 
 def _check_options(

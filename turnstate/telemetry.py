@@ -82,6 +82,14 @@ class Telemetry:
         self._instruments = instruments
         self.duration = instruments.duration
 
+    def instrument(
+        self, storage: Storage, stats: Stats
+    ) -> tuple[Storage, Callable[[TurnConfig, Any, OnConflict], Turn]]:
+        """What a manager with this telemetry uses: ``storage`` traced, and a maker of traced turns; its
+        ``stats`` are counted from now on."""
+        self.observe(stats)
+        return self.storage(storage), self.turn
+
     def observe(self, stats: Stats) -> None:
         """Count ``stats`` (a manager's) in the counters."""
         observed = self._instruments.stats
