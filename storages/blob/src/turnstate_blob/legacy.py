@@ -26,7 +26,8 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob.aio import ContainerClient
 
 from turnstate.errors import CorruptDocumentError, StorageError
-from turnstate_blob.storage import LAYOUT_FIELD, _error_code
+from turnstate_blob._blobs import LAYOUT_FIELD
+from turnstate_blob._errors import error_code
 
 LEGACY_ETAG_FIELD = "e_tag"
 """The field Bot Framework keeps an item's ETag in; it is stale once copied, so it is left out."""
@@ -74,7 +75,7 @@ async def read_legacy(
     except HttpResponseError as exc:
         raise StorageError(
             f"could not read the legacy blobs of container {container.container_name!r}: "
-            f"{type(exc).__name__} {exc.status_code} {_error_code(exc) or ''}".rstrip()
+            f"{type(exc).__name__} {exc.status_code} {error_code(exc) or ''}".rstrip()
         ) from exc
 
 

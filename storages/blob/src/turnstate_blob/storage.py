@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-import aiohttp
 from azure.core import MatchConditions
-from azure.core.credentials import AzureSasCredential
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobProperties, ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from turnstate.errors import (
-    CorruptDocumentError,
-    InvalidItemError,
-    InvalidKeyError,
-    PreconditionFailedError,
-    StorageError,
-    StorageUnavailableError,
-)
+from turnstate.errors import CorruptDocumentError, InvalidKeyError, PreconditionFailedError, StorageError
 from turnstate.storage.base import (
     ANY_ETAG,
     Capabilities,
@@ -39,36 +22,30 @@ from turnstate.storage.base import (
     check_keys,
     check_write,
 )
+from turnstate_blob._blobs import (
+    EXPIRES_FIELD,
+    KEY_BYTES_FIELD,
+    LAYOUT,
+    LAYOUT_FIELD,
+    Blob,
+    blob_of,
+    expiry,
+    hashed_key,
+    is_ours,
+    key_length,
+    live,
+    public_etag,
+    split_etag,
+    stored_value,
+)
+from turnstate_blob._container import target
+from turnstate_blob._errors import NATIVE_ERRORS, BlobErrors, Refused, blob_missing, refused_precondition
 from turnstate_blob._names import HASHED_PREFIX, blob_name, is_hashed, key_of, name_prefix
 
-LAYOUT_FIELD = "turnstate"
-"""Metadata field that marks a blob as written by BlobStorage; its value is the layout version."""
-LAYOUT = "1"
-EXPIRES_FIELD = "turnstate_expires_at"
-"""Metadata field holding the blob's expiry (Unix seconds, ``repr`` of a float); absent: never expires."""
-KEY_BYTES_FIELD = "turnstate_key_bytes"
-"""Metadata field of a hashed name: the length of the real key (UTF-8) that starts the blob's content."""
+__all__ = ["EXPIRES_FIELD", "KEY_BYTES_FIELD", "LAYOUT", "LAYOUT_FIELD", "BlobStorage"]
 
-_ETAG_EXPIRY = "~exp:"
 _CREATE_ATTEMPTS = 3
-_UNAVAILABLE_STATUS = frozenset({408, 500, 502, 503, 504})
-_NATIVE_ERRORS = (AzureError, aiohttp.ClientError, TimeoutError, OSError)
 _JSON = ContentSettings(content_type="application/json")
-
-
-class _Failed(Exception):
-    """A write's precondition failed for one key (internal; becomes PreconditionFailedError)."""
-
-
-class _Blob:
-    """One of our blobs as read: content, ETag and metadata."""
-
-    __slots__ = ("content", "etag", "metadata")
-
-    def __init__(self, content: bytes, etag: str, metadata: Mapping[str, str]) -> None:
-        self.content = content
-        self.etag = etag
-        self.metadata = metadata
 
 
 class BlobStorage(Storage):
@@ -115,67 +92,24 @@ class BlobStorage(Storage):
         clock: Callable[[], float] = time.time,
         **client_options: Any,
     ) -> None:
+        found = target(
+            container,
+            connection_string=connection_string,
+            account_url=account_url,
+            credential=credential,
+            sas_token=sas_token,
+            service_client=service_client,
+            container_client=container_client,
+            options=client_options,
+        )
+        self._container = found.client
+        self._where = found.where
+        self._owned = found.owned  # clients and credentials this storage made, closed in aclose
+        self._errors = BlobErrors(found.where)
         self._clock = clock
-        self._create_on_first_use = create_container
         self._closed = False
         self._ready = not create_container
         self._setup_lock = asyncio.Lock()
-        self._owned: list[Any] = []  # clients and credentials this storage made, closed in aclose
-        sources = [
-            name
-            for name, value in (
-                ("connection_string", connection_string),
-                ("account_url", account_url),
-                ("service_client", service_client),
-                ("container_client", container_client),
-            )
-            if value is not None
-        ]
-        if len(sources) != 1:
-            raise TypeError(
-                "BlobStorage needs exactly one of connection_string=, account_url=, service_client= or "
-                f"container_client=; got {', '.join(sources) or 'none'}"
-            )
-        if container_client is not None:
-            if container is not None or client_options:
-                raise TypeError("BlobStorage(container_client=...) takes no container name or client options")
-            if not isinstance(container_client, ContainerClient):
-                raise TypeError(
-                    "container_client must be an azure.storage.blob.aio.ContainerClient (the synchronous one "
-                    f"cannot be used), got {_type_name(container_client)}"
-                )
-            self._container = container_client
-            self._where = _describe(container_client)
-            return
-        if not isinstance(container, str) or not container:
-            raise TypeError("BlobStorage needs the container name (a non-empty str) as its first argument")
-        if (credential is not None or sas_token is not None) and account_url is None:
-            raise TypeError("credential= and sas_token= go with account_url=")
-        if service_client is not None:
-            if client_options:
-                raise TypeError("BlobStorage(service_client=...) takes no client options")
-            if not isinstance(service_client, BlobServiceClient):
-                raise TypeError(
-                    "service_client must be an azure.storage.blob.aio.BlobServiceClient (the synchronous one "
-                    f"cannot be used), got {_type_name(service_client)}"
-                )
-            service = service_client
-        elif connection_string is not None:
-            service = BlobServiceClient.from_connection_string(connection_string, **client_options)
-            self._owned.append(service)
-        else:
-            assert account_url is not None
-            if credential is not None and sas_token is not None:
-                raise TypeError("give credential= or sas_token=, not both")
-            if sas_token is not None:
-                credential = AzureSasCredential(sas_token.lstrip("?"))
-            elif credential is None and "sig=" not in account_url:
-                credential = _default_credential()
-                self._owned.append(credential)
-            service = BlobServiceClient(account_url, credential=credential, **client_options)
-            self._owned.insert(0, service)
-        self._container = service.get_container_client(container)
-        self._where = _describe(self._container)
 
     def __repr__(self) -> str:
         return f"BlobStorage({self._where})"
@@ -192,8 +126,8 @@ class BlobStorage(Storage):
             await self._container.create_container()
         except ResourceExistsError:
             return False
-        except _NATIVE_ERRORS as exc:
-            raise self._error("create the container", [], exc) from exc
+        except NATIVE_ERRORS as exc:
+            raise self._errors.for_call("create the container", [], exc) from exc
         return True
 
     # -- the protocol ----------------------------------------------------------------------------------
@@ -216,9 +150,9 @@ class BlobStorage(Storage):
                 raise blob
             if blob is None:
                 continue
-            value, expires_at = self._parse(key, name, blob)
-            if _live(expires_at, now):
-                found[key] = StoredItem(value, _public_etag(blob.etag, expires_at), expires_at)
+            value, expires_at = stored_value(key, name, blob, self._where)
+            if live(expires_at, now):
+                found[key] = StoredItem(value, public_etag(blob.etag, expires_at), expires_at)
         return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
@@ -226,7 +160,7 @@ class BlobStorage(Storage):
             return {}
         check_write(items)
         now = self._clock()
-        uploads = {key: _upload(key, item, now) for key, item in items.items()}
+        uploads = {key: blob_of(key, item, now) for key, item in items.items()}
         await self._open()
         keys = list(items)
         results = await asyncio.gather(
@@ -239,7 +173,7 @@ class BlobStorage(Storage):
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, str):
                 written[key] = result
-            elif isinstance(result, _Failed):
+            elif isinstance(result, Refused):
                 failed.append(key)
             elif problem is None:
                 problem = result
@@ -277,7 +211,7 @@ class BlobStorage(Storage):
                 if key is None or key in seen or not key.startswith(prefix):
                     continue
                 seen.add(key)
-                if _live(_expiry(key, properties.metadata or {}, self._where), now):
+                if live(expiry(key, properties.metadata or {}, self._where), now):
                     yield key
 
     async def purge_expired(self) -> int:
@@ -292,13 +226,13 @@ class BlobStorage(Storage):
         deleted = 0
         async for properties in self._listed("", []):
             metadata = properties.metadata or {}
-            if metadata.get(LAYOUT_FIELD) != LAYOUT or EXPIRES_FIELD not in metadata:
+            if not is_ours(metadata) or EXPIRES_FIELD not in metadata:
                 continue
             try:
                 expires_at = float(metadata[EXPIRES_FIELD])
             except ValueError:
                 continue
-            if _live(expires_at, now):
+            if live(expires_at, now):
                 continue
             try:
                 await self._container.delete_blob(
@@ -307,9 +241,9 @@ class BlobStorage(Storage):
             except HttpResponseError as exc:
                 if exc.status_code in (404, 412):
                     continue  # deleted or rewritten since it was listed
-                raise self._error("purge expired blobs", [properties.name], exc) from exc
-            except _NATIVE_ERRORS as exc:
-                raise self._error("purge expired blobs", [properties.name], exc) from exc
+                raise self._errors.for_call("purge expired blobs", [properties.name], exc) from exc
+            except NATIVE_ERRORS as exc:
+                raise self._errors.for_call("purge expired blobs", [properties.name], exc) from exc
             deleted += 1
         return deleted
 
@@ -343,14 +277,14 @@ class BlobStorage(Storage):
                 properties = await anext(pages)
             except StopAsyncIteration:
                 return
-            except _NATIVE_ERRORS as exc:
-                raise self._error("list keys under", keys, exc) from exc
+            except NATIVE_ERRORS as exc:
+                raise self._errors.for_call("list keys under", keys, exc) from exc
             yield properties
 
     async def _key_of_listed(self, properties: BlobProperties) -> str | None:
         """The key a listed blob of ours stores, or None for a blob that is not ours."""
         metadata = properties.metadata or {}
-        if metadata.get(LAYOUT_FIELD) != LAYOUT:
+        if not is_ours(metadata):
             return None
         name = properties.name
         if not is_hashed(name):
@@ -360,39 +294,31 @@ class BlobStorage(Storage):
                 raise CorruptDocumentError(
                     repr(name), "the blob's name is not the escaping of any key", self._where
                 ) from None
-        length = _key_length(repr(name), metadata, self._where)
+        length = key_length(repr(name), metadata, self._where)
         try:
             head = await self._container.download_blob(name, offset=0, length=length)
             raw = await head.readall()
         except HttpResponseError as exc:
             if exc.status_code == 404:
                 return None  # deleted since it was listed
-            raise self._error("list keys under", [name], exc) from exc
-        except _NATIVE_ERRORS as exc:
-            raise self._error("list keys under", [name], exc) from exc
-        try:
-            key = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CorruptDocumentError(repr(name), "the key it holds is not UTF-8", self._where) from None
-        if blob_name(key) != name:
-            raise CorruptDocumentError(
-                key, f"blob {name!r} holds a key that does not hash to it", self._where
-            )
-        return key
+            raise self._errors.for_call("list keys under", [name], exc) from exc
+        except NATIVE_ERRORS as exc:
+            raise self._errors.for_call("list keys under", [name], exc) from exc
+        return hashed_key(name, raw, self._where)
 
-    async def _download(self, key: str, name: str) -> _Blob | None:
+    async def _download(self, key: str, name: str) -> Blob | None:
         """The blob under ``name``, or None when there is none."""
         try:
             downloader = await self._container.download_blob(name)
             content = await downloader.readall()
         except HttpResponseError as exc:
-            if _blob_missing(exc):
+            if blob_missing(exc):
                 return None
-            raise self._error("read", [key], exc) from exc
-        except _NATIVE_ERRORS as exc:
-            raise self._error("read", [key], exc) from exc
+            raise self._errors.for_call("read", [key], exc) from exc
+        except NATIVE_ERRORS as exc:
+            raise self._errors.for_call("read", [key], exc) from exc
         properties = downloader.properties
-        return _Blob(content, properties.etag, properties.metadata or {})
+        return Blob(content, properties.etag, properties.metadata or {})
 
     async def _write_one(
         self, key: str, if_match: str | None, content: bytes, metadata: dict[str, str]
@@ -403,11 +329,11 @@ class BlobStorage(Storage):
         elif if_match is None:
             etag = await self._create(key, name, content, metadata)
         else:
-            stored_etag, expires_at = _split_etag(if_match)
-            if not _live(expires_at, self._clock()):
-                raise _Failed(key)
+            stored_etag, expires_at = split_etag(if_match)
+            if not live(expires_at, self._clock()):
+                raise Refused(key)
             etag = await self._upload(key, name, content, metadata, etag=stored_etag)
-        return _public_etag(etag, _expiry(key, metadata, self._where))
+        return public_etag(etag, expiry(key, metadata, self._where))
 
     async def _upload(
         self,
@@ -433,13 +359,13 @@ class BlobStorage(Storage):
                 **options,
             )
         except HttpResponseError as exc:
-            if _refused_precondition(
+            if refused_precondition(
                 exc, create_only=not overwrite and etag is None, if_match=etag is not None
             ):
-                raise _Failed(key) from exc
-            raise self._error("write", [key], exc) from exc
-        except _NATIVE_ERRORS as exc:
-            raise self._error("write", [key], exc) from exc
+                raise Refused(key) from exc
+            raise self._errors.for_call("write", [key], exc) from exc
+        except NATIVE_ERRORS as exc:
+            raise self._errors.for_call("write", [key], exc) from exc
         new_etag = saved.get("etag") if isinstance(saved, dict) else None
         if not isinstance(new_etag, str) or not new_etag:
             raise StorageError(f"Azure Blob Storage ({self._where}) wrote {key!r} but returned no ETag")
@@ -450,188 +376,22 @@ class BlobStorage(Storage):
         for _ in range(_CREATE_ATTEMPTS):
             try:
                 return await self._upload(key, name, content, metadata)
-            except _Failed:
+            except Refused:
                 pass
             found = await self._download(key, name)
             if found is None:
                 continue  # deleted since the create was refused: try again
-            _, expires_at = self._parse(key, name, found)
-            if _live(expires_at, self._clock()):
-                raise _Failed(key)
+            _, expires_at = stored_value(key, name, found, self._where)
+            if live(expires_at, self._clock()):
+                raise Refused(key)
             return await self._upload(key, name, content, metadata, etag=found.etag)
-        raise _Failed(key)
+        raise Refused(key)
 
     async def _delete_one(self, key: str, name: str) -> None:
         try:
             await self._container.delete_blob(name)
         except HttpResponseError as exc:
-            if not _blob_missing(exc):
-                raise self._error("delete", [key], exc) from exc
-        except _NATIVE_ERRORS as exc:
-            raise self._error("delete", [key], exc) from exc
-
-    def _parse(self, key: str, name: str, blob: _Blob) -> tuple[bytes, float | None]:
-        """(value, expires_at) of one of our blobs; CorruptDocumentError for anything else."""
-        metadata = blob.metadata
-        where = f"{self._where}, blob {name!r}"
-        if metadata.get(LAYOUT_FIELD) != LAYOUT:
-            raise CorruptDocumentError(
-                key,
-                f"the blob has no '{LAYOUT_FIELD}={LAYOUT}' metadata, so turnstate did not write it",
-                where,
-            )
-        expires_at = _expiry(key, metadata, where)
-        if not is_hashed(name):
-            return blob.content, expires_at
-        length = _key_length(key, metadata, where)
-        stored_key = blob.content[:length]
-        if stored_key != key.encode("utf-8"):
-            raise CorruptDocumentError(
-                key, "the blob under this key's hashed name belongs to another key", where
-            )
-        return blob.content[length:], expires_at
-
-    def _error(self, action: str, keys: Sequence[str], exc: BaseException) -> StorageError:
-        if isinstance(exc, StorageError):
-            return exc
-        status = getattr(exc, "status_code", None)
-        code = _error_code(exc)
-        what = f"{action} {_shown(keys)}" if keys else action
-        detail = f"{type(exc).__name__}{f' {status}' if status else ''}{f' {code}' if code else ''}"
-        if isinstance(
-            exc, ServiceRequestError | ServiceResponseError | aiohttp.ClientError | TimeoutError | OSError
-        ) or (status in _UNAVAILABLE_STATUS):
-            outcome = (
-                " Each key was written completely or not at all, but which is unknown: re-read before"
-                " writing again."
-                if action == "write"
-                else ""
-            )
-            return StorageUnavailableError(
-                f"Azure Blob Storage ({self._where}) failed to {what}: {detail}: {_text(exc)}.{outcome}"
-            )
-        if code == "ContainerNotFound":
-            return StorageError(
-                f"Azure Blob Storage ({self._where}) could not {what}: the container does not exist. "
-                "Create it (BlobStorage(..., create_container=True), or await storage.create_container())"
-            )
-        if status in (401, 403):
-            return StorageError(
-                f"Azure Blob Storage ({self._where}) refused to {what}: {detail}. Check the credential "
-                "(account key, SAS token and its permissions and expiry, or the identity's role assignment)"
-            )
-        return StorageError(f"Azure Blob Storage ({self._where}) refused to {what}: {detail}: {_text(exc)}")
-
-
-def _upload(key: str, item: WriteItem, now: float) -> tuple[bytes, dict[str, str]]:
-    """The content and metadata of the blob that stores ``item``."""
-    value = item.value
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidItemError(key, f"the value must be bytes, got {type(value).__name__}")
-    if item.if_match is not None and not isinstance(item.if_match, str):
-        raise InvalidItemError(key, f"if_match must be '*', None or an ETag str, got {item.if_match!r}")
-    metadata = {LAYOUT_FIELD: LAYOUT}
-    if item.ttl is not None:
-        expires_at = float(now + item.ttl)
-        if not math.isfinite(expires_at):
-            raise InvalidItemError(key, f"ttl {item.ttl!r} is not a finite number; omit it to never expire")
-        metadata[EXPIRES_FIELD] = repr(expires_at)
-    content = bytes(value)
-    if is_hashed(blob_name(key)):
-        raw_key = key.encode("utf-8")
-        metadata[KEY_BYTES_FIELD] = str(len(raw_key))
-        content = raw_key + content
-    return content, metadata
-
-
-def _expiry(key: str, metadata: Mapping[str, str], where: str) -> float | None:
-    text = metadata.get(EXPIRES_FIELD)
-    if text is None:
-        return None
-    try:
-        expires_at = float(text)
-    except ValueError:
-        raise CorruptDocumentError(key, f"its '{EXPIRES_FIELD}' metadata is not a number", where) from None
-    return expires_at
-
-
-def _key_length(key: str, metadata: Mapping[str, str], where: str) -> int:
-    text = metadata.get(KEY_BYTES_FIELD, "")
-    if not text.isdigit() or int(text) == 0:
-        raise CorruptDocumentError(
-            key, f"the blob has a hashed name but no valid '{KEY_BYTES_FIELD}' metadata", where
-        )
-    return int(text)
-
-
-def _error_code(exc: BaseException) -> str | None:
-    """Azure's error code (``BlobNotFound``...) as plain text; the SDK gives an enum member or a str."""
-    code = getattr(exc, "error_code", None)
-    return None if code is None else str(getattr(code, "value", code))
-
-
-def _refused_precondition(exc: HttpResponseError, *, create_only: bool, if_match: bool) -> bool:
-    """Azure refused a conditional Put Blob for its condition (not, say, for a lease on the blob)."""
-    code = _error_code(exc)
-    failed_condition = exc.status_code == 412 and code in (None, "ConditionNotMet")
-    if create_only:
-        return failed_condition or (exc.status_code == 409 and code in (None, "BlobAlreadyExists"))
-    return if_match and (failed_condition or _blob_missing(exc))
-
-
-def _blob_missing(exc: HttpResponseError) -> bool:
-    """A 404 about the blob itself, not about its container."""
-    return exc.status_code == 404 and _error_code(exc) != "ContainerNotFound"
-
-
-def _live(expires_at: float | None, now: float) -> bool:
-    return expires_at is None or expires_at > now
-
-
-def _public_etag(etag: str, expires_at: float | None) -> str:
-    """The ETag turnstate hands out: the blob's, plus its expiry so a stale one is refused locally."""
-    return etag if expires_at is None else f"{etag}{_ETAG_EXPIRY}{expires_at!r}"
-
-
-def _split_etag(public: str) -> tuple[str, float | None]:
-    etag, sep, expiry = public.rpartition(_ETAG_EXPIRY)
-    if not sep:
-        return public, None
-    try:
-        return etag, float(expiry)
-    except ValueError:
-        return public, None
-
-
-def _default_credential() -> Any:
-    """azure-identity's DefaultAzureCredential (async), imported only when it is needed."""
-    try:
-        identity = importlib.import_module("azure.identity.aio")
-    except ImportError as exc:
-        raise TypeError(
-            "BlobStorage(account_url=...) without credential= or sas_token= signs in with azure-identity's "
-            "DefaultAzureCredential, which is not installed: pip install 'turnstate-blob[identity]', or pass "
-            "credential= (the account key or a token credential) or sas_token="
-        ) from exc
-    return identity.DefaultAzureCredential()
-
-
-def _describe(container: ContainerClient) -> str:
-    """Container, account and host, never the URL's query (a SAS token would be in it)."""
-    return (
-        f"container {container.container_name!r} of account {container.account_name!r} at "
-        f"{container.scheme}://{container.primary_hostname}"
-    )
-
-
-def _type_name(value: object) -> str:
-    return f"{type(value).__module__}.{type(value).__name__}"
-
-
-def _shown(keys: Sequence[str]) -> str:
-    return ", ".join(repr(k) for k in keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-
-
-def _text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "(no message)").rstrip(".")[:300]
+            if not blob_missing(exc):
+                raise self._errors.for_call("delete", [key], exc) from exc
+        except NATIVE_ERRORS as exc:
+            raise self._errors.for_call("delete", [key], exc) from exc
