@@ -29,6 +29,7 @@ from turnstate.cli.common import (
     stored_items,
 )
 from turnstate.cli.console import CHECK_FAILED, CONFLICT, OK, Refused, confirm, emit_json, exit_code
+from turnstate.cli.legacy import migrate_from
 from turnstate.cli.progress import Progress
 from turnstate.cli.urls import opened
 from turnstate.errors import PreconditionFailedError, TurnStateError
@@ -255,6 +256,8 @@ async def _holds_any(storage: Storage) -> bool:
 
 
 async def migrate(args: argparse.Namespace, out: TextIO) -> int:
+    if args.from_ != "turnstate":
+        return await migrate_from(args, out)
     if args.source == args.destination:
         raise Refused(f"SRC and DST are the same storage ({args.source!r})")
     tally = Tally()
@@ -349,8 +352,18 @@ def add_parsers(
         "once (those already in DST with identical bytes are skipped). Verifies at the end that DST "
         "holds every document copied.",
     )
-    p.add_argument("source", metavar="SRC", help="the storage to copy from")
+    p.add_argument("source", metavar="SRC", help="the storage to copy from (with --from: a JSON file)")
     p.add_argument("destination", metavar="DST", help="the storage to copy into (created if needed)")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        choices=("turnstate", "botbuilder", "agents"),
+        default="turnstate",
+        help="what SRC holds: a turnstate storage (default), or a Bot Framework SDK / Microsoft 365 "
+        "Agents SDK bot's state as a JSON file (a MemoryStorage dump, or a Cosmos DB container's items)",
+    )
+    p.add_argument("--bot", help="with --from agents: the agent's id, as its activities carry it")
+    p.add_argument("--tenant", help="with --from agents: the tenant id its activities carry, if any")
     p.add_argument("--prefix", default="", help="only keys starting with this")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask before copying into a non-empty DST")
     add_output_options(p, progress=True)
