@@ -31,7 +31,7 @@ from typing import ClassVar, Self
 
 import msgspec
 
-from turnstate.errors import InvalidItemError, InvalidKeyError
+from turnstate.errors import InvalidItemError, InvalidKeyError, PreconditionFailedError
 
 ANY_ETAG = "*"
 """``WriteItem.if_match`` value meaning "write whatever is stored"."""
@@ -106,6 +106,30 @@ def check_write(items: Mapping[str, WriteItem]) -> None:
             raise InvalidItemError(key, f"expected a WriteItem, got {type(item).__name__}")
         if item.ttl is not None and not item.ttl > 0:
             raise InvalidItemError(key, f"ttl must be a positive number of seconds, got {item.ttl!r}")
+
+
+def settle_writes(outcomes: Iterable[tuple[str, str | BaseException | None]]) -> dict[str, str]:
+    """The new ETags of a batch written key by key (no atomic batch): each outcome is a key's new ETag,
+    None if its precondition failed, or the error its write raised.
+
+    Raises the first error; else PreconditionFailedError naming the keys whose precondition failed (with
+    those written); else returns the ETags.
+    """
+    written: dict[str, str] = {}
+    failed: list[str] = []
+    problem: BaseException | None = None
+    for key, outcome in outcomes:
+        if isinstance(outcome, str):
+            written[key] = outcome
+        elif outcome is None:
+            failed.append(key)
+        elif problem is None:
+            problem = outcome
+    if problem is not None:
+        raise problem
+    if failed:
+        raise PreconditionFailedError(failed, written)
+    return written
 
 
 class Storage(abc.ABC):

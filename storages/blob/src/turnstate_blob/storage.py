@@ -12,7 +12,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobProperties, ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from turnstate.errors import CorruptDocumentError, InvalidKeyError, PreconditionFailedError, StorageError
+from turnstate.errors import CorruptDocumentError, InvalidKeyError, StorageError
 from turnstate.storage.base import (
     ANY_ETAG,
     Capabilities,
@@ -21,6 +21,7 @@ from turnstate.storage.base import (
     WriteItem,
     check_keys,
     check_write,
+    settle_writes,
 )
 from turnstate_blob._blobs import (
     EXPIRES_FIELD,
@@ -167,21 +168,10 @@ class BlobStorage(Storage):
             *(self._write_one(key, items[key].if_match, *uploads[key]) for key in keys),
             return_exceptions=True,
         )
-        written: dict[str, str] = {}
-        failed: list[str] = []
-        problem: BaseException | None = None
-        for key, result in zip(keys, results, strict=True):
-            if isinstance(result, str):
-                written[key] = result
-            elif isinstance(result, Refused):
-                failed.append(key)
-            elif problem is None:
-                problem = result
-        if problem is not None:
-            raise problem
-        if failed:
-            raise PreconditionFailedError(failed, written)
-        return written
+        return settle_writes(
+            (key, None if isinstance(result, Refused) else result)
+            for key, result in zip(keys, results, strict=True)
+        )
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)

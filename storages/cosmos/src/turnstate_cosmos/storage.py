@@ -11,7 +11,7 @@ from azure.core import MatchConditions
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from turnstate.errors import InvalidKeyError, PreconditionFailedError, StorageError
+from turnstate.errors import InvalidKeyError, StorageError
 from turnstate.storage.base import (
     ANY_ETAG,
     Capabilities,
@@ -20,6 +20,7 @@ from turnstate.storage.base import (
     WriteItem,
     check_keys,
     check_write,
+    settle_writes,
 )
 from turnstate_cosmos._container import open_container, target
 from turnstate_cosmos._errors import NATIVE_ERRORS, CosmosErrors, container_gone, item_missing
@@ -164,21 +165,10 @@ class CosmosStorage(Storage):
                 self._write_one(container, key, items[key].if_match, bodies[key], meter) for key in keys
             ]
         )
-        written: dict[str, str] = {}
-        failed: list[str] = []
-        problem: BaseException | None = None
-        for key, result in zip(keys, results, strict=True):
-            if isinstance(result, str):
-                written[key] = result
-            elif isinstance(result, _Failed):
-                failed.append(key)
-            elif problem is None:
-                problem = result
-        if problem is not None:
-            raise problem
-        if failed:
-            raise PreconditionFailedError(failed, written)
-        return written
+        return settle_writes(
+            (key, None if isinstance(result, _Failed) else result)
+            for key, result in zip(keys, results, strict=True)
+        )
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)

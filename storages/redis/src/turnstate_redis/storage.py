@@ -12,10 +12,17 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from turnstate.errors import (
     CorruptDocumentError,
     InvalidKeyError,
-    PreconditionFailedError,
     StorageError,
 )
-from turnstate.storage.base import Capabilities, Storage, StoredItem, WriteItem, check_keys, check_write
+from turnstate.storage.base import (
+    Capabilities,
+    Storage,
+    StoredItem,
+    WriteItem,
+    check_keys,
+    check_write,
+    settle_writes,
+)
 from turnstate_redis._client import DEFAULT_TIMEOUT, UNSET, Timeout, connect
 from turnstate_redis._errors import RedisErrors
 from turnstate_redis._layout import new_etag, unpack
@@ -131,21 +138,19 @@ class RedisStorage(Storage):
             etags.append(etag)
             commands.append(("EVALSHA", CAS_SHA, 1, name, *script_args(key, items[key], etag)))
         replies = await self._run_script(keys, names, commands)
-        written: dict[str, str] = {}
-        failed: list[str] = []
-        problem: StorageError | None = None
-        for key, name, etag, reply in zip(keys, names, etags, replies, strict=True):
-            if reply == WRITTEN:
-                written[key] = etag
-            elif reply == PRECONDITION_FAILED:
-                failed.append(key)
-            elif problem is None:
-                problem = self._errors.for_reply("write", key, name, reply)
-        if problem is not None:
-            raise problem
-        if failed:
-            raise PreconditionFailedError(failed, written)
-        return written
+        return settle_writes(
+            (key, self._outcome(key, name, etag, reply))
+            for key, name, etag, reply in zip(keys, names, etags, replies, strict=True)
+        )
+
+    def _outcome(self, key: str, name: bytes, etag: str, reply: object) -> str | StorageError | None:
+        """What the write script's ``reply`` for ``key`` means: its new ETag, None for a failed
+        precondition, or the error."""
+        if reply == WRITTEN:
+            return etag
+        if reply == PRECONDITION_FAILED:
+            return None
+        return self._errors.for_reply("write", key, name, reply)
 
     async def delete(self, keys: Collection[str]) -> None:
         check_keys(keys)
