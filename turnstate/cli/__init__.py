@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
-from turnstate.cli import doctor, inspect, maintenance, transfer
+from turnstate.cli import bench, doctor, inspect, maintenance, transfer
 from turnstate.cli.common import STORAGE_ENV, add_storage_options
 from turnstate.cli.console import CHECK_FAILED, EXIT_CODES, Refused, exit_code
 from turnstate.cli.urls import COSMOS_KEY_ENV
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_options(storage)
     for module in (inspect, transfer, maintenance, doctor):
         module.add_parsers(commands, [storage])
+    bench.add_parsers(commands, [])
     for sub in commands.choices.values():
         sub.formatter_class = argparse.RawDescriptionHelpFormatter
         sub.description = textwrap.fill(sub.description or "", 78)
@@ -82,6 +83,7 @@ def _quiet_logging() -> None:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run one command; return the process exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_logging()
     failure: BaseException
     try:

@@ -19,6 +19,7 @@ import re
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -153,30 +154,53 @@ def _file(spec: str, create: bool, option: str) -> Storage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """What a ``redis://`` URL names: the URL redis-py is given, cluster or not, and the key prefix."""
+
+    url: str
+    cluster: bool
+    key_prefix: str | None
+
+
+def redis_target(spec: str, option: str = "--storage") -> RedisTarget:
+    """Parse a ``redis://``, ``rediss://`` or ``unix://`` URL; Refused if its own arguments are bad."""
+    parts = urlsplit(spec)
+    label = f"{option} {_shown(spec)}"
+    ours, others = _query(label, parts.query, ("cluster", "prefix"))
+    cluster = _flag(label, "cluster", ours["cluster"]) if "cluster" in ours else False
+    return RedisTarget(urlunsplit(parts._replace(query=others)), cluster, ours.get("prefix"))
+
+
 def _redis(spec: str, option: str) -> Storage:
     try:
         from turnstate_redis import RedisStorage
     except ImportError as exc:
         raise Refused(f"{option} {spec!r} needs the Redis storage: pip install turnstate-redis") from exc
-    parts = urlsplit(spec)
-    label = f"{option} {_shown(spec)}"
-    ours, others = _query(label, parts.query, ("cluster", "prefix"))
-    url = urlunsplit(parts._replace(query=others))
+    target = redis_target(spec, option)
     options: dict[str, Any] = {}
-    if "prefix" in ours:
-        options["key_prefix"] = ours["prefix"]
-    cluster = _flag(label, "cluster", ours["cluster"]) if "cluster" in ours else False
+    if target.key_prefix is not None:
+        options["key_prefix"] = target.key_prefix
     try:
-        return RedisStorage(url, cluster=cluster, **options)
+        return RedisStorage(target.url, cluster=target.cluster, **options)
     except (ValueError, TypeError) as exc:
-        raise Refused(f"{label}: {exc}") from exc
+        raise Refused(f"{option} {_shown(spec)}: {exc}") from exc
 
 
-def _cosmos(spec: str, create: bool, option: str, stack: AsyncExitStack) -> Storage:
-    try:
-        from turnstate_cosmos import CosmosStorage
-    except ImportError as exc:
-        raise Refused(f"{option} {spec!r} needs the Cosmos storage: pip install turnstate-cosmos") from exc
+@dataclass(frozen=True, slots=True)
+class CosmosTarget:
+    """What a ``cosmos://`` URL names: the arguments of an ``azure.cosmos.aio.CosmosClient`` and the
+    database and container."""
+
+    endpoint: str
+    credential: Any
+    database: str
+    container: str
+    options: dict[str, Any]
+
+
+def cosmos_target(spec: str, stack: AsyncExitStack, option: str = "--storage") -> CosmosTarget:
+    """Parse a ``cosmos://`` URL; the credential (and any scratch files) close with ``stack``."""
     parts = urlsplit(spec)
     names = [unquote(name) for name in parts.path.split("/")[1:]]
     if not parts.hostname or len(names) != 2 or not all(names):
@@ -192,14 +216,28 @@ def _cosmos(spec: str, create: bool, option: str, stack: AsyncExitStack) -> Stor
     except ValueError as exc:
         raise Refused(f"{option} {spec!r}: {exc}") from exc
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    endpoint = f"https://{host}:{port}/"
     options: dict[str, Any] = {}
     if "verify" in ours and not _flag(label, "verify", ours["verify"]):
         options["connection_verify"] = False
     if "ca" in ours:
         options["ssl_config"] = _trusting(spec, option, ours, stack)
+    credential = _cosmos_credential(option, stack)
+    return CosmosTarget(f"https://{host}:{port}/", credential, names[0], names[1], options)
+
+
+def _cosmos(spec: str, create: bool, option: str, stack: AsyncExitStack) -> Storage:
+    try:
+        from turnstate_cosmos import CosmosStorage
+    except ImportError as exc:
+        raise Refused(f"{option} {spec!r} needs the Cosmos storage: pip install turnstate-cosmos") from exc
+    target = cosmos_target(spec, stack, option)
     return CosmosStorage(
-        endpoint, _cosmos_credential(option, stack), names[0], names[1], create_if_missing=create, **options
+        target.endpoint,
+        target.credential,
+        target.database,
+        target.container,
+        create_if_missing=create,
+        **target.options,
     )
 
 
@@ -262,10 +300,14 @@ async def _factory(spec: str, option: str) -> Storage:
     return storage
 
 
-def _shown(spec: str) -> str:
-    """The URL with any password replaced, for messages."""
-    parts = urlsplit(spec)
-    if parts.password is None:
-        return repr(spec)
+def redacted(spec: str) -> str:
+    """The URL with any password replaced by ``***``, for messages and reports."""
+    parts = urlsplit(spec) if "://" in spec else None
+    if parts is None or parts.password is None:
+        return spec
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return repr(urlunsplit(parts._replace(netloc=netloc)))
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _shown(spec: str) -> str:
+    return repr(redacted(spec))

@@ -1,0 +1,114 @@
+"""PNG plots of a benchmark run (matplotlib, the ``turnstate[bench]`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from turnstate.bench.results import Run
+
+FILES = ("throughput.png", "latency.png", "document-size.png")
+
+
+class PlotsUnavailableError(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise PlotsUnavailableError(
+            "--plot needs matplotlib: pip install 'turnstate[bench]' (or pip install matplotlib)"
+        ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _caption(run: Run) -> str:
+    cpu = run.machine.get("cpu", "")
+    cores = run.machine.get("cores", "")
+    return f"{run.date}, {cpu}, {cores} cores; {run.command}"
+
+
+def write_plots(run: Run, directory: Path) -> list[Path]:
+    """Write the plots of ``run`` into ``directory`` (created if missing); return their paths."""
+    plt = _pyplot()
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / name for name in FILES]
+    caption = _caption(run)
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for result in run.storages:
+        levels = [row.conversations for row in result.concurrency]
+        axes.plot(
+            levels,
+            [row.turnstate.turns_per_second for row in result.concurrency],
+            "o-",
+            label=_label(result.url),
+        )
+        peers = result.concurrency[0].peers if result.concurrency else []
+        for index, peer in enumerate(peers):
+            rates = [row.peers[index].turns_per_second for row in result.concurrency]
+            axes.plot(levels, rates, "x--", alpha=0.7, label=f"{peer.subject} ({_label(result.url)})")
+    axes.set(xscale="log", yscale="log", xlabel="concurrent conversations", ylabel="turns per second")
+    axes.set_title("Throughput: turnstate per storage (solid) and peers (dashed)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.text(0.01, 0.01, caption, fontsize=6)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.savefig(paths[0], dpi=120)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    names = [_label(result.url) for result in run.storages]
+    levels = sorted({row.conversations for result in run.storages for row in result.concurrency})
+    width = 0.8 / max(1, len(levels))
+    for offset, level in enumerate(levels):
+        for index, result in enumerate(run.storages):
+            row = next((r for r in result.concurrency if r.conversations == level), None)
+            if row is None:
+                continue
+            x = index + (offset - (len(levels) - 1) / 2) * width
+            sample = row.turnstate
+            axes.bar(
+                x,
+                sample.p50_ms,
+                width * 0.9,
+                color=f"C{offset}",
+                label=f"{level} conversations" if index == 0 else None,
+            )
+            axes.vlines(x, sample.p50_ms, sample.p99_ms, color="black", linewidth=1)
+            axes.plot([x], [sample.p95_ms], "k_", markersize=6)
+            axes.plot([x], [sample.p99_ms], "kv", markersize=3)
+    axes.set_xticks(range(len(names)), names, rotation=15, fontsize=7)
+    axes.set(yscale="log", ylabel="turn latency, ms (bar p50, tick p95, triangle p99)")
+    axes.set_title("Turn latency percentiles per storage and concurrency")
+    axes.grid(True, axis="y", which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.text(0.01, 0.01, caption, fontsize=6)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.savefig(paths[1], dpi=120)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for result in run.storages:
+        sizes = [row.document_kb for row in result.sizes]
+        axes.plot(
+            sizes, [row.turnstate.turns_per_second for row in result.sizes], "o-", label=_label(result.url)
+        )
+    axes.set(xscale="log", yscale="log", xlabel="conversation document size, KB", ylabel="turns per second")
+    axes.set_title("Throughput by document size (8 concurrent conversations)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.text(0.01, 0.01, caption, fontsize=6)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.savefig(paths[2], dpi=120)
+    plt.close(figure)
+    return paths
