@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from turnstate.bench.results import Reading
 from turnstate.bench.workload import history, text_of
 
 _encode = msgspec.json.encode
@@ -60,11 +61,9 @@ class StorageCharges:
         charges = getattr(storage, "charges", None)
         return hasattr(charges, "requests") and hasattr(charges, "request_units")
 
-    async def requests(self) -> float | None:
-        return float(self._storage.charges.requests)
-
-    async def request_units(self) -> float | None:
-        return float(self._storage.charges.request_units)
+    async def reading(self) -> Reading:
+        charges = self._storage.charges
+        return Reading(requests=float(charges.requests), request_units=float(charges.request_units))
 
 
 # -- the SDKs' state, on their own MemoryStorage ----------------------------------------------------------
@@ -242,15 +241,14 @@ class RedisPeer:
         if await pipe.execute() != [1, 1]:
             raise RuntimeError(f"the raw redis-py compare-and-set lost a race on {names}")
 
-    async def requests(self) -> float:
-        """Commands the server has processed (every node's, for a cluster)."""
-        info = await self._client.info("stats", **self._every_node)
-        if "total_commands_processed" in info:
-            return float(info["total_commands_processed"])
-        return float(sum(node["total_commands_processed"] for node in info.values()))
-
-    async def request_units(self) -> float | None:
-        return None
+    async def reading(self) -> Reading:
+        """Commands the server ran (those its scripts ran included) and its CPU time, every master's for
+        a cluster, with the commands of each."""
+        info = await self._client.info("stats", "cpu", **self._every_node)
+        nodes = {"server": info} if "total_commands_processed" in info else info
+        commands = {name: float(node["total_commands_processed"]) for name, node in nodes.items()}
+        cpu = sum(float(node["used_cpu_user"]) + float(node["used_cpu_sys"]) for node in nodes.values())
+        return Reading(requests=sum(commands.values()), server_cpu=cpu, nodes=commands)
 
     async def server(self) -> str:
         """ "redis VERSION" (with the node count, for a cluster)."""
@@ -329,11 +327,8 @@ class CosmosPeer:
             *(self._write(i, s, d) for i, s, d in zip(items, stored, documents, strict=True))
         )
 
-    async def requests(self) -> float:
-        return float(self.counter.requests)
-
-    async def request_units(self) -> float:
-        return self.counter.request_units
+    async def reading(self) -> Reading:
+        return Reading(requests=float(self.counter.requests), request_units=self.counter.request_units)
 
     async def forget(self) -> None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from turnstate.bench.results import SCALE_FLAT, Run, Sample, StorageResult
 
-_COLUMNS = f" {'turns/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/turn':>8} {'RU/turn':>7}"
+_COLUMNS = (
+    f" {'turns/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/turn':>8} {'RU/turn':>7}"
+    f" {'cli us':>6} {'srv us':>6}"
+)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -24,7 +27,8 @@ def _storage(result: StorageResult) -> list[str]:
         ours = row.turnstate
         line = (
             f"  {row.conversations:>13} {ours.turns_per_second:>9,.0f} {_latency(ours)} "
-            f"{_num(ours.requests_per_turn):>8} {_num(ours.request_units_per_turn):>7}"
+            f"{_num(ours.requests_per_turn):>8} {_num(ours.request_units_per_turn):>7} "
+            f"{_num(ours.client_cpu_us_per_turn, 0):>6} {_num(ours.server_cpu_us_per_turn, 0):>6}"
         )
         for peer in row.peers:
             line += f" {peer.turns_per_second:>26,.0f} {row.ratios.get(peer.subject, 0):>7.0%}"
@@ -35,7 +39,8 @@ def _storage(result: StorageResult) -> list[str]:
             ours = size.turnstate
             lines.append(
                 f"  {size.document_kb:>13} {ours.turns_per_second:>9,.0f} {_latency(ours)} "
-                f"{_num(ours.requests_per_turn):>8} {_num(ours.request_units_per_turn):>7}"
+                f"{_num(ours.requests_per_turn):>8} {_num(ours.request_units_per_turn):>7} "
+                f"{_num(ours.client_cpu_us_per_turn, 0):>6} {_num(ours.server_cpu_us_per_turn, 0):>6}"
             )
     if result.hot:
         lines.append(
@@ -77,6 +82,8 @@ def table(run: Run) -> str:
         lines += [*_storage(result), ""]
     lines.append(
         "turns/s: all conversations' turns over the wall time; latency: one turn, load to end of commit; "
-        "req/turn: Redis commands or Cosmos DB requests; ts/peer: turnstate's turns/s over the peer's"
+        "req/turn: Redis commands (scripts' included) or Cosmos DB requests; cli us / srv us: CPU "
+        "microseconds per turn of this process / of the Redis server; ts/peer: turnstate's turns/s over "
+        "the peer's"
     )
     return "\n".join(lines)

@@ -8,6 +8,18 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class Reading:
+    """A server's running totals at one moment; None where the server does not tell."""
+
+    requests: float | None = None
+    request_units: float | None = None
+    server_cpu: float | None = None
+    """Seconds of CPU the server (every node) has used."""
+    nodes: dict[str, float] | None = None
+    """Requests (commands) of each server node, for how a cluster spreads the keys."""
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """Turns of one subject at one setting: throughput, latency percentiles, server work per turn."""
 
@@ -22,6 +34,12 @@ class Sample:
     """Redis: commands the server processed; Cosmos DB: requests answered. None where not measurable."""
     request_units_per_turn: float | None = None
     """Cosmos DB: request units charged (``x-ms-request-charge``)."""
+    client_cpu_us_per_turn: float | None = None
+    """Microseconds of this process's CPU per turn: the bot's side (state layer, client library)."""
+    server_cpu_us_per_turn: float | None = None
+    """Redis: microseconds of server CPU (``INFO cpu``, every master's) per turn."""
+    node_shares: dict[str, float] | None = None
+    """Redis Cluster: each master's share of the commands."""
 
 
 @dataclass(frozen=True, slots=True)

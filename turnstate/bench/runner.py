@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from turnstate.bench.results import (
     ConcurrencyRow,
     HotRow,
+    Reading,
     Sample,
     ScaleRow,
     SizeRow,
@@ -67,11 +68,9 @@ class Plan:
 
 
 class Meter(Protocol):
-    """The server work done so far: requests (or commands) and request units, None where unknown."""
+    """The server work done so far."""
 
-    async def requests(self) -> float | None: ...
-
-    async def request_units(self) -> float | None: ...
+    async def reading(self) -> Reading: ...
 
 
 class Peer(Subject, Protocol):
@@ -116,14 +115,20 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank]
 
 
-async def _reading(meter: Meter | None) -> tuple[float | None, float | None]:
-    if meter is None:
-        return None, None
-    return await meter.requests(), await meter.request_units()
+async def _reading(meter: Meter | None) -> Reading:
+    return Reading() if meter is None else await meter.reading()
 
 
-def _per_turn(after: float | None, before: float | None, turns: int) -> float | None:
-    return None if after is None or before is None or not turns else (after - before) / turns
+def _per_turn(after: float | None, before: float | None, turns: int, scale: float = 1.0) -> float | None:
+    return None if after is None or before is None or not turns else scale * (after - before) / turns
+
+
+def _shares(after: Reading, before: Reading) -> dict[str, float] | None:
+    if after.nodes is None or before.nodes is None or len(after.nodes) < 2:
+        return None
+    done = {node: after.nodes[node] - before.nodes.get(node, 0.0) for node in after.nodes}
+    total = sum(done.values())
+    return {node: count / total for node, count in sorted(done.items())} if total > 0 else None
 
 
 class Runner:
@@ -154,9 +159,9 @@ class Runner:
                 await subject.turn(index, next(self._numbers))
                 latencies.append(clock() - started)
 
-        started = clock()
+        started, cpu = clock(), time.process_time()
         await asyncio.gather(*(conversation(c) for c in range(conversations)))
-        elapsed = clock() - started
+        elapsed, cpu = clock() - started, time.process_time() - cpu
         after = await _reading(meter)
         latencies.sort()
         turns = len(latencies)
@@ -168,8 +173,11 @@ class Runner:
             1000 * percentile(latencies, 0.50),
             1000 * percentile(latencies, 0.95),
             1000 * percentile(latencies, 0.99),
-            _per_turn(after[0], before[0], turns),
-            _per_turn(after[1], before[1], turns),
+            _per_turn(after.requests, before.requests, turns),
+            _per_turn(after.request_units, before.request_units, turns),
+            1e6 * cpu / turns if turns else None,
+            _per_turn(after.server_cpu, before.server_cpu, turns, 1e6),
+            _shares(after, before),
         )
 
     def _ours(self, run: str, document_kb: int, conversations: int) -> TurnstateSubject:

@@ -183,12 +183,12 @@ async def bench(args: argparse.Namespace, out: TextIO) -> int:
             if server is not None:
                 result.server = await server.server()
         run.storages.append(result)
-    out.write(table(run) + "\n")
-    if args.json is not None:
-        data = msgspec.json.format(msgspec.json.encode(as_json(run)), indent=2)
-        if args.json == "-":
-            out.write(data.decode() + "\n")
-        else:
+    data = msgspec.json.format(msgspec.json.encode(as_json(run)), indent=2)
+    if args.json == "-":
+        out.write(data.decode() + "\n")
+    else:
+        out.write(table(run) + "\n")
+        if args.json is not None:
             Path(args.json).write_bytes(data + b"\n")
     if args.plot is not None:
         for path in write_plots(run, Path(args.plot)):
@@ -215,7 +215,7 @@ def add_parsers(
     p.add_argument(
         "--quick", action="store_true", help="short rounds, a few turns, 1,000 and 10,000 other documents"
     )
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE (- for stdout)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE (-: JSON on stdout instead of the table)")
     p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR (needs matplotlib)")
     p.add_argument("--seconds", type=float, metavar="S", help="length of one measured round")
     p.add_argument("--rounds", type=int, metavar="N", help="rounds per row; the best is kept")

@@ -1,6 +1,7 @@
-"""The server-side compare-and-set script, its arguments and its result codes.
+"""The server-side scripts (read, and compare-and-set), their arguments and their result codes.
 
-One EVALSHA per key checks the write's precondition against the stored ETag and replaces the stored
+A read is one EVALSHA per key that answers the stored string and its PTTL together (nil when absent), so
+a read costs one command per key on the wire. A write is one EVALSHA per key that checks the write's precondition against the stored ETag and replaces the stored
 string (with or without an expiry) in one atomic step. The script reads only the header of what is
 stored, never the whole value.
 """
@@ -55,6 +56,20 @@ return {WRITTEN}
 """.encode()
 
 CAS_SHA = hashlib.sha1(CAS_SCRIPT).hexdigest()
+
+# KEYS[1] the item. Answers nil when absent, {value, PTTL} when stored, FOREIGN_TYPE for another type.
+READ_SCRIPT = f"""
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then
+  return {FOREIGN_TYPE}
+end
+if not value then
+  return false
+end
+return {{value, redis.call('PTTL', KEYS[1])}}
+""".encode()
+
+READ_SHA = hashlib.sha1(READ_SCRIPT).hexdigest()
 
 
 def script_args(key: str, item: WriteItem, etag: str) -> tuple[bytes | str, ...]:

@@ -26,7 +26,15 @@ from turnstate.storage.base import (
 from turnstate_redis._client import DEFAULT_TIMEOUT, UNSET, Timeout, connect
 from turnstate_redis._errors import RedisErrors
 from turnstate_redis._layout import new_etag, unpack
-from turnstate_redis._script import CAS_SCRIPT, CAS_SHA, PRECONDITION_FAILED, WRITTEN, script_args
+from turnstate_redis._script import (
+    CAS_SCRIPT,
+    CAS_SHA,
+    PRECONDITION_FAILED,
+    READ_SCRIPT,
+    READ_SHA,
+    WRITTEN,
+    script_args,
+)
 from turnstate_redis._transport import Command, TransportError
 
 __all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_TIMEOUT", "RedisStorage"]
@@ -47,9 +55,8 @@ class RedisStorage(Storage):
     ``socket_timeout`` and ``socket_connect_timeout`` (seconds, default 5, ``None`` waits forever) apply
     to a client built from a URL; other keyword arguments go to redis-py's ``from_url``.
 
-    ``StoredItem.expires_at`` is this host's clock plus the ``PTTL`` the server reported, read in the same
-    round trip right after the value (a write landing between the two can only make it the expiry of a
-    newer version, whose ETag differs).
+    ``StoredItem.expires_at`` is this host's clock plus the ``PTTL`` the server reported, read by the same
+    script as the value (atomically, so it is that version's expiry).
 
     Differences from the base contract: a multi-key write is not atomic (each key is compare-and-set on
     its own; see ``PreconditionFailedError.written``). A connection failure or timeout raises
@@ -104,24 +111,17 @@ class RedisStorage(Storage):
             return {}
         unique = list(dict.fromkeys(keys))
         names = [self._name(key) for key in unique]
-        # GET and PTTL of each key, pipelined: still one round trip (per master) for the whole batch.
-        commands: list[Command] = []
-        for name in names:
-            commands += (("GET", name), ("PTTL", name))
-        replies = await self._execute("read", unique, [n for name in names for n in (name, name)], commands)
+        commands: list[Command] = [("EVALSHA", READ_SHA, 1, name) for name in names]
+        replies = await self._run_script("read", unique, names, commands)
         now = time.time()
         found: dict[str, StoredItem] = {}
-        for index, (key, name) in enumerate(zip(unique, names, strict=True)):
-            reply, ttl_ms = replies[2 * index], replies[2 * index + 1]
+        for key, name, reply in zip(unique, names, replies, strict=True):
             if reply is None:
                 continue
-            if not isinstance(reply, bytes):
+            if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], bytes):
                 raise self._errors.for_reply("read", key, name, reply)
-            if not isinstance(ttl_ms, int) or ttl_ms == -2:
-                if isinstance(ttl_ms, int):
-                    continue  # expired or deleted right after the GET: absent now
-                raise self._errors.for_reply("read", key, name, ttl_ms)
-            found[key] = unpack(key, name, reply, None if ttl_ms < 0 else now + ttl_ms / 1000)
+            value, ttl_ms = reply
+            found[key] = unpack(key, name, value, None if ttl_ms < 0 else now + ttl_ms / 1000)
         return found
 
     async def write(self, items: Mapping[str, WriteItem]) -> dict[str, str]:
@@ -137,7 +137,7 @@ class RedisStorage(Storage):
             names.append(name)
             etags.append(etag)
             commands.append(("EVALSHA", CAS_SHA, 1, name, *script_args(key, items[key], etag)))
-        replies = await self._run_script(keys, names, commands)
+        replies = await self._run_script("write", keys, names, commands)
         return settle_writes(
             (key, self._outcome(key, name, etag, reply))
             for key, name, etag, reply in zip(keys, names, etags, replies, strict=True)
@@ -224,22 +224,26 @@ class RedisStorage(Storage):
         except (RedisError, RedisClusterException, TransportError) as exc:
             raise self._errors.for_call(action, keys, exc) from exc
 
-    async def _run_script(self, keys: list[str], names: list[bytes], commands: list[Command]) -> list[object]:
-        """Run EVALSHA commands; where the server lost the script, load it and re-send just those.
+    async def _run_script(
+        self, action: str, keys: list[str], names: list[bytes], commands: list[Command]
+    ) -> list[object]:
+        """Run EVALSHA commands; where the server lacks the script, load the scripts and re-send just those.
 
-        NOSCRIPT means that command did not run, so re-sending it cannot apply a write twice.
+        Both scripts are loaded together, so a server that lost them (a restart, SCRIPT FLUSH) costs one
+        extra round trip, not one per script. NOSCRIPT means that command did not run, so re-sending it
+        cannot apply a write twice.
         """
-        replies = await self._execute("write", keys, names, commands)
+        replies = await self._execute(action, keys, names, commands)
         for _ in range(_SCRIPT_LOAD_ATTEMPTS):
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if not missing:
                 return replies
             again = await self._execute(
-                "write",
+                action,
                 [keys[i] for i in missing],
                 [names[i] for i in missing],
                 [commands[i] for i in missing],
-                prelude=[("SCRIPT", "LOAD", CAS_SCRIPT)],
+                prelude=[("SCRIPT", "LOAD", READ_SCRIPT), ("SCRIPT", "LOAD", CAS_SCRIPT)],
             )
             for index, reply in zip(missing, again, strict=True):
                 replies[index] = reply
