@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.exceptions import (
+    ClusterCrossSlotError,
     ClusterDownError,
     MovedError,
     ReadOnlyError,
@@ -65,6 +66,14 @@ class RedisErrors:
                 f"by {exc.host}:{exc.port}): the server is a Redis Cluster, and this storage was made for a "
                 "single server. Pass cluster=True (RedisStorage(url, cluster=True)), or give it a "
                 f"redis.asyncio.RedisCluster as client=.{outcome}"
+            )
+        if isinstance(exc, ClusterCrossSlotError) and self.standalone:
+            # a single server's read asks for all its keys in one command; a cluster refuses that
+            return StorageError(
+                f"Redis at {self.server} answered CROSSSLOT to {action} {shown} (keys in different hash "
+                "slots): the server is a Redis Cluster, and this storage was made for a single server. "
+                "Pass cluster=True (RedisStorage(url, cluster=True)), or give it a "
+                "redis.asyncio.RedisCluster as client=."
             )
         return StorageError(
             f"Redis at {self.server} refused to {action} {shown}: {type(exc).__name__}: {exc}"

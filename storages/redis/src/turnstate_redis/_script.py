@@ -1,9 +1,10 @@
 """The server-side scripts (read, and compare-and-set), their arguments and their result codes.
 
-A read is one EVALSHA per key that answers the stored string and its PTTL together (nil when absent), so
-a read costs one command per key on the wire. A write is one EVALSHA per key that checks the write's precondition against the stored ETag and replaces the stored
-string (with or without an expiry) in one atomic step. The script reads only the header of what is
-stored, never the whole value.
+A read is one EVALSHA that answers each key's stored string and its PTTL together (nil when absent): one
+command for all the keys on a single server, one per key on a cluster, whose keys live in different
+slots. A write is one EVALSHA per key that checks the write's precondition against the stored ETag and
+replaces the stored string (with or without an expiry) in one atomic step; it reads only the header of
+what is stored, never the whole value.
 """
 
 from __future__ import annotations
@@ -57,16 +58,21 @@ return {WRITTEN}
 
 CAS_SHA = hashlib.sha1(CAS_SCRIPT).hexdigest()
 
-# KEYS[1] the item. Answers nil when absent, {value, PTTL} when stored, FOREIGN_TYPE for another type.
+# KEYS the items. Answers two entries per key: nil and nil when absent, the value and its PTTL when
+# stored, FOREIGN_TYPE and nil for a key holding another type.
 READ_SCRIPT = f"""
-local value = redis.pcall('GET', KEYS[1])
-if type(value) == 'table' then
-  return {FOREIGN_TYPE}
+local found = {{}}
+for index, key in ipairs(KEYS) do
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    found[2 * index - 1], found[2 * index] = {FOREIGN_TYPE}, false
+  elseif value then
+    found[2 * index - 1], found[2 * index] = value, redis.call('PTTL', key)
+  else
+    found[2 * index - 1], found[2 * index] = false, false
+  end
 end
-if not value then
-  return false
-end
-return {{value, redis.call('PTTL', KEYS[1])}}
+return found
 """.encode()
 
 READ_SHA = hashlib.sha1(READ_SCRIPT).hexdigest()

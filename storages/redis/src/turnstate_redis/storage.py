@@ -94,6 +94,7 @@ class RedisStorage(Storage):
         self._owns_client = connection.owned
         self._where = connection.server
         self._errors = RedisErrors(connection.server, standalone=connection.standalone)
+        self._standalone = connection.standalone
 
     @property
     def key_prefix(self) -> str:
@@ -111,16 +112,27 @@ class RedisStorage(Storage):
             return {}
         unique = list(dict.fromkeys(keys))
         names = [self._name(key) for key in unique]
-        commands: list[Command] = [("EVALSHA", READ_SHA, 1, name) for name in names]
-        replies = await self._run_script("read", unique, names, commands)
+        if self._standalone:
+            commands: list[Command] = [("EVALSHA", READ_SHA, len(names), *names)]
+            replies = await self._run_script("read", unique, names[:1], commands)
+        else:
+            commands = [("EVALSHA", READ_SHA, 1, name) for name in names]
+            replies = await self._run_script("read", unique, names, commands)
+        pairs: list[object] = []
+        for reply in replies:
+            if not isinstance(reply, list) or len(reply) % 2:
+                raise self._errors.for_reply("read", unique[len(pairs) // 2], names[len(pairs) // 2], reply)
+            pairs += reply
+        if len(pairs) != 2 * len(unique):
+            raise self._errors.for_reply("read", unique[0], names[0], replies)
         now = time.time()
         found: dict[str, StoredItem] = {}
-        for key, name, reply in zip(unique, names, replies, strict=True):
-            if reply is None:
+        for index, (key, name) in enumerate(zip(unique, names, strict=True)):
+            value, ttl_ms = pairs[2 * index], pairs[2 * index + 1]
+            if value is None:
                 continue
-            if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], bytes):
-                raise self._errors.for_reply("read", key, name, reply)
-            value, ttl_ms = reply
+            if not isinstance(value, bytes) or not isinstance(ttl_ms, int):
+                raise self._errors.for_reply("read", key, name, value)
             found[key] = unpack(key, name, value, None if ttl_ms < 0 else now + ttl_ms / 1000)
         return found
 
@@ -229,18 +241,20 @@ class RedisStorage(Storage):
     ) -> list[object]:
         """Run EVALSHA commands; where the server lacks the script, load the scripts and re-send just those.
 
-        Both scripts are loaded together, so a server that lost them (a restart, SCRIPT FLUSH) costs one
-        extra round trip, not one per script. NOSCRIPT means that command did not run, so re-sending it
-        cannot apply a write twice.
+        ``names[i]`` routes ``commands[i]``; ``keys`` are the keys of the commands, one each, or all of
+        them for a single command (they name the keys in errors). Both scripts are loaded together, so a
+        server that lost them (a restart, SCRIPT FLUSH) costs one extra round trip, not one per script.
+        NOSCRIPT means that command did not run, so re-sending it cannot apply a write twice.
         """
         replies = await self._execute(action, keys, names, commands)
+        owners = [keys] if len(commands) == 1 else [[key] for key in keys]
         for _ in range(_SCRIPT_LOAD_ATTEMPTS):
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if not missing:
                 return replies
             again = await self._execute(
                 action,
-                [keys[i] for i in missing],
+                [key for i in missing for key in owners[i]],
                 [names[i] for i in missing],
                 [commands[i] for i in missing],
                 prelude=[("SCRIPT", "LOAD", READ_SCRIPT), ("SCRIPT", "LOAD", CAS_SCRIPT)],
