@@ -21,8 +21,9 @@ def _latency(sample: Sample) -> str:
 def _storage(result: StorageResult) -> list[str]:
     lines = [f"{result.url}  ({result.storage})"]
     peers = [p.subject for p in result.concurrency[0].peers] if result.concurrency else []
-    head = f"  {'conversations':>13}" + _COLUMNS
-    lines.append(head + "".join(f" {name + ' turns/s':>26} {'ts/peer':>7}" for name in peers))
+    if result.concurrency:
+        head = f"  {'conversations':>13}" + _COLUMNS
+        lines.append(head + "".join(f" {name + ' turns/s':>26} {'ts/peer':>7}" for name in peers))
     for row in result.concurrency:
         ours = row.turnstate
         line = (
@@ -34,13 +35,14 @@ def _storage(result: StorageResult) -> list[str]:
             line += f" {peer.turns_per_second:>26,.0f} {row.ratios.get(peer.subject, 0):>7.0%}"
         lines.append(line)
     if result.sizes:
-        lines.append(f"  {'document KB':>13}" + _COLUMNS)
+        lines.append(f"  {'document KB':>13}" + _COLUMNS + f" {'stored':>7}")
         for size in result.sizes:
             ours = size.turnstate
             lines.append(
                 f"  {size.document_kb:>13} {ours.turns_per_second:>9,.0f} {_latency(ours)} "
                 f"{_num(ours.requests_per_turn):>8} {_num(ours.request_units_per_turn):>7} "
-                f"{_num(ours.client_cpu_us_per_turn, 0):>6} {_num(ours.server_cpu_us_per_turn, 0):>6}"
+                f"{_num(ours.client_cpu_us_per_turn, 0):>6} {_num(ours.server_cpu_us_per_turn, 0):>6} "
+                f"{_num(None if size.stored_bytes is None else size.stored_bytes / 1024):>5} KB"
             )
     if result.hot:
         lines.append(

@@ -60,6 +60,8 @@ class SizeRow:
     document_kb: int
     conversations: int
     turnstate: Sample
+    stored_bytes: int | None = None
+    """The size of a conversation document as stored after the row (history, fields, redelivery window)."""
 
 
 @dataclass(frozen=True, slots=True)

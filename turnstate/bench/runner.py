@@ -45,7 +45,7 @@ class Plan:
     scale: tuple[int, ...] = (1_000, 1_000_000)
     scale_conversations: int = 8
     seconds: float = 2.0
-    rounds: int = 2
+    rounds: int = 3
     rows: tuple[str, ...] = ROWS
 
     @classmethod
@@ -220,7 +220,9 @@ class Runner:
             subject = self._ours(f"{self.run}-{kb}k", kb, conversations)
             sample = await self.measure(subject, self.subjects.meter, conversations, self.plan.seconds)
             self.advance(1)
-            rows.append(SizeRow(kb, conversations, sample))
+            (key, *_) = keys_of(subject.run, 1)
+            stored = (await self.subjects.storage.read([key])).get(key)
+            rows.append(SizeRow(kb, conversations, sample, None if stored is None else len(stored.value)))
         return rows
 
     async def hot(self) -> list[HotRow]:

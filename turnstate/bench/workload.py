@@ -20,8 +20,9 @@ from turnstate.manager import StateManager
 from turnstate.storage.base import Storage
 
 CHANNEL = "bench"
-HISTORY_OVERHEAD = 600
-"""Bytes of a stored conversation document besides its history (fields, redelivery window, envelope)."""
+HISTORY_OVERHEAD = 900
+"""Bytes of a stored conversation document besides its history, once its redelivery window is full (the
+last 32 activities, about 0.7 KB), with its fields and envelope."""
 
 
 class Subject(Protocol):
