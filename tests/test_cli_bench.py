@@ -68,6 +68,18 @@ def test_quick_run_against_memory_and_file_writes_the_table_json_and_plots(tmp_p
     assert pngs == ["document-size.png", "latency.png", "throughput.png"]
     assert all((plots / name).read_bytes().startswith(b"\x89PNG") for name in pngs)
 
+    # Saved runs are shown again, merged, without measuring anything.
+    again = turnstate("bench", "--from", str(output), str(output), "--json", "-")
+    assert again.returncode == 0, again.stderr
+    both = json.loads(again.stdout)
+    assert both["command"] == f"{run['command']} ; {run['command']}"
+    assert [storage["url"] for storage in both["storages"]] == [
+        storage["url"] for storage in run["storages"]
+    ] * 2
+    assert [row["turnstate"] for row in both["storages"][2]["concurrency"]] == [
+        row["turnstate"] for row in memory["concurrency"]
+    ]
+
 
 def test_redis_is_compared_with_raw_redis_py_and_left_as_it_was(scenario_redis: Any) -> None:
     url = f"{scenario_redis.url}?prefix=bench-test:"
@@ -97,7 +109,7 @@ def test_redis_is_compared_with_raw_redis_py_and_left_as_it_was(scenario_redis: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["memory:", "--only", "speed"], "rows are concurrency, sizes, hot, scale"),
+        (["memory:", "--only", "speed"], "rows are concurrency, sizes, scale, hot"),
         (["memory:", "--scale", "many"], "is not a comma-separated list of counts"),
     ],
 )

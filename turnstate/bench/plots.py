@@ -37,6 +37,15 @@ def _caption(run: Run) -> str:
     return f"{run.date}, {cpu}, {cores} cores; {run.command}"
 
 
+def _finish(plt: Any, figure: Any, axes: Any, caption: str, path: Path) -> None:
+    """Legend, the run's caption at the foot, and the PNG written."""
+    axes.legend(fontsize=7)
+    figure.text(0.01, 0.01, caption, fontsize=6)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def write_plots(run: Run, directory: Path) -> list[Path]:
     """Write the plots of ``run`` into ``directory`` (created if missing); return their paths."""
     plt = _pyplot()
@@ -60,11 +69,7 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(xscale="log", yscale="log", xlabel="concurrent conversations", ylabel="turns per second")
     axes.set_title("Throughput: turnstate per storage (solid) and peers (dashed)")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.text(0.01, 0.01, caption, fontsize=6)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    figure.savefig(paths[0], dpi=120)
-    plt.close(figure)
+    _finish(plt, figure, axes, caption, paths[0])
 
     figure, axes = plt.subplots(figsize=(8, 5))
     names = [_label(result.url) for result in run.storages]
@@ -91,11 +96,7 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(yscale="log", ylabel="turn latency, ms (bar p50, tick p95, triangle p99)")
     axes.set_title("Turn latency percentiles per storage and concurrency")
     axes.grid(True, axis="y", which="both", alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.text(0.01, 0.01, caption, fontsize=6)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    figure.savefig(paths[1], dpi=120)
-    plt.close(figure)
+    _finish(plt, figure, axes, caption, paths[1])
 
     figure, axes = plt.subplots(figsize=(8, 5))
     for result in run.storages:
@@ -106,9 +107,5 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(xscale="log", yscale="log", xlabel="conversation document size, KB", ylabel="turns per second")
     axes.set_title("Throughput by document size (8 concurrent conversations)")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.text(0.01, 0.01, caption, fontsize=6)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    figure.savefig(paths[2], dpi=120)
-    plt.close(figure)
+    _finish(plt, figure, axes, caption, paths[2])
     return paths

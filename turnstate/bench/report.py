@@ -73,6 +73,8 @@ def _storage(result: StorageResult) -> list[str]:
         )
     for name, reason in result.skipped_peers.items():
         lines.append(f"  peer {name} left out: {reason}")
+    if result.error is not None:
+        lines.append(f"  FAILED: {result.error}")
     return lines
 
 

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
@@ -108,6 +110,8 @@ class StorageResult:
     targets: list[Target] = field(default_factory=list)
     skipped_peers: dict[str, str] = field(default_factory=dict)
     """Peers left out of the run, with the reason (a package not installed)."""
+    error: str | None = None
+    """What stopped this storage's run early, or its clean-up; None when all went well."""
 
     @property
     def scale_spread(self) -> float | None:
@@ -127,6 +131,45 @@ class Run:
     plan: dict[str, Any]
     workload: str
     storages: list[StorageResult] = field(default_factory=list)
+
+
+class MergeError(ValueError):
+    """Runs that cannot be shown as one (measured on different machines)."""
+
+
+def merged(runs: list[Run]) -> Run:
+    """Several runs as one: every storage of each, in order; their commands joined with ``;``.
+
+    Plan settings the runs disagree on become the list of each run's value. Runs from different machines
+    are refused: their figures cannot be compared.
+    """
+    first = runs[0]
+    for run in runs[1:]:
+        if run.machine != first.machine:
+            raise MergeError(
+                f"runs from different machines cannot be merged: {first.machine} and {run.machine}"
+            )
+    plan: dict[str, Any] = {}
+    for name in first.plan:
+        values = [run.plan.get(name) for run in runs]
+        plan[name] = values[0] if all(value == values[0] for value in values) else values
+    versions: dict[str, str] = {}
+    for run in runs:
+        versions.update(run.versions)
+    return Run(
+        date=max(run.date for run in runs),
+        command=" ; ".join(run.command for run in runs),
+        machine=first.machine,
+        versions=versions,
+        plan=plan,
+        workload=first.workload,
+        storages=[storage for run in runs for storage in run.storages],
+    )
+
+
+def from_json(data: bytes) -> Run:
+    """A run written by ``turnstate bench --json``."""
+    return msgspec.json.decode(data, type=Run)
 
 
 def _plain(value: Any) -> Any:

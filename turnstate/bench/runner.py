@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,14 +22,16 @@ from turnstate.bench.results import (
     Target,
 )
 from turnstate.bench.workload import Subject, TurnstateSubject, keys_of
-from turnstate.errors import CommitRetriesExhaustedError
+from turnstate.errors import CommitRetriesExhaustedError, StorageUnavailableError
 from turnstate.manager import StateManager
 from turnstate.storage.base import Storage, WriteItem
 
 OTHER_DOCUMENT = b'{"v":1,"data":{"note":"' + b"o" * 256 + b'"}}'
-SEED_BATCH = 1000
+SEED_BATCH = 250
+"""Documents per write or delete call while seeding and cleaning up (some storages send a request each)."""
 SEED_PARALLEL = 4
-ROWS = ("concurrency", "sizes", "hot", "scale")
+CLEAN_UP_ATTEMPTS = 3
+ROWS = ("concurrency", "sizes", "scale", "hot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +313,14 @@ class Runner:
 
         async def batch(chunk: list[str]) -> None:
             async with gate:
-                await storage.delete(chunk)
+                for attempt in range(1, CLEAN_UP_ATTEMPTS + 1):
+                    try:
+                        await storage.delete(chunk)  # deleting again is harmless: a retry is safe
+                        return
+                    except StorageUnavailableError:
+                        if attempt == CLEAN_UP_ATTEMPTS:
+                            raise
+                        await asyncio.sleep(attempt)
 
         await asyncio.gather(*(batch(keys[i : i + SEED_BATCH]) for i in range(0, len(keys), SEED_BATCH)))
         for peer in self.subjects.peers:
@@ -353,23 +362,36 @@ def targets(result: StorageResult, minimums: dict[str, float]) -> list[Target]:
 
 
 async def bench_storage(subjects: Subjects, plan: Plan, run: str, advance: Advance) -> StorageResult:
-    """Every row of the plan for one storage; what the run wrote is deleted at the end, even on failure."""
+    """Every row of the plan for one storage; what the run wrote is deleted at the end, even on failure.
+
+    A failure (while measuring or cleaning up) ends this storage's run; the rows measured so far are kept
+    and the failure is in ``result.error``.
+    """
     runner = Runner(subjects, plan, run, advance)
     result = StorageResult(subjects.url, subjects.name, skipped_peers=dict(subjects.skipped_peers))
     try:
-        if "concurrency" in plan.rows:
-            result.concurrency = await runner.concurrency()
-        if "sizes" in plan.rows:
-            result.sizes = await runner.sizes()
-        if "hot" in plan.rows:
-            result.hot = await runner.hot()
-        if "scale" in plan.rows:
-            result.scale = await runner.scale()
-    finally:
+        await _measure_rows(runner, plan, result)
+    except Exception as exc:  # the rows measured so far are kept and shown with the error
+        result.error = f"{type(exc).__name__}: {exc}"
+    try:
         await runner.clean_up()
+    except Exception as exc:
+        result.error = (result.error + "; " if result.error else "") + (
+            f"clean-up failed, documents of run {run!r} may remain (keys containing {run!r}): "
+            f"{type(exc).__name__}: {exc}"
+        )
     minimums = {p.subject.name: p.min_ratio for p in subjects.peers if p.min_ratio is not None}
     result.targets = targets(result, minimums)
     return result
 
 
-Opener = Callable[[], Awaitable[Subjects]]
+async def _measure_rows(runner: Runner, plan: Plan, result: StorageResult) -> None:
+    if "concurrency" in plan.rows:
+        result.concurrency = await runner.concurrency()
+    if "sizes" in plan.rows:
+        result.sizes = await runner.sizes()
+    # the hot rows last: on FileStorage their storm of fsyncs slowed the next rows for seconds
+    if "scale" in plan.rows:
+        result.scale = await runner.scale()
+    if "hot" in plan.rows:
+        result.hot = await runner.hot()

@@ -11,7 +11,6 @@ conflict), conversation and user scopes only.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,7 +100,3 @@ class TurnstateSubject:
 
     async def aclose(self) -> None:
         """The storage is the caller's to close."""
-
-
-SubjectFactory = Callable[[int], Awaitable[Subject | None]]
-"""Builds a peer for a document size, or None when the peer cannot run here (its package missing)."""

@@ -21,11 +21,11 @@ import msgspec
 from turnstate.bench.peers import AgentsPeer, BlobPeer, BotbuilderPeer, CosmosPeer, RedisPeer, StorageCharges
 from turnstate.bench.plots import write_plots
 from turnstate.bench.report import table
-from turnstate.bench.results import Run, as_json
+from turnstate.bench.results import MergeError, Run, as_json, from_json, merged
 from turnstate.bench.runner import ROWS, PeerEntry, Plan, Subjects, bench_storage
 from turnstate.bench.workload import __doc__ as WORKLOAD
 from turnstate.cli.common import describe
-from turnstate.cli.console import OK, Refused
+from turnstate.cli.console import CHECK_FAILED, OK, Refused
 from turnstate.cli.progress import Progress
 from turnstate.cli.urls import FORMS, cosmos_target, opened, redacted, redis_target
 from turnstate.storage.base import Storage
@@ -155,13 +155,46 @@ async def _subjects(spec: str, run: str, plan: Plan, stack: AsyncExitStack, peer
     return subjects
 
 
+def _saved(paths: list[str]) -> Run:
+    runs = []
+    for path in paths:
+        try:
+            runs.append(from_json(Path(path).read_bytes()))
+        except OSError as exc:
+            raise Refused(f"--from {path!r}: {exc.strerror or exc}") from exc
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Refused(f"--from {path!r} is not a turnstate bench --json file: {exc}") from exc
+    try:
+        return merged(runs)
+    except MergeError as exc:
+        raise Refused(f"--from: {exc}") from exc
+
+
+def _show(run: Run, args: argparse.Namespace, out: TextIO) -> None:
+    data = msgspec.json.format(msgspec.json.encode(as_json(run)), indent=2)
+    if args.json == "-":
+        out.write(data.decode() + "\n")
+    else:
+        out.write(table(run) + "\n")
+        if args.json is not None:
+            Path(args.json).write_bytes(data + b"\n")
+    if args.plot is not None:
+        for path in write_plots(run, Path(args.plot)):
+            sys.stderr.write(f"wrote {path}\n")
+
+
 async def bench(args: argparse.Namespace, out: TextIO) -> int:
+    if bool(args.urls) == bool(args.saved):
+        raise Refused("name the storages to measure, or give --from FILE... to show saved runs (not both)")
     plan = _plan(args)
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError as exc:
             raise Refused("--plot needs matplotlib: pip install 'turnstate[bench]'") from exc
+    if args.saved:
+        _show(_saved(args.saved), args, out)
+        return OK
     run_id = uuid.uuid4().hex[:8]
     command = shlex.join(["turnstate", *(redacted(a) for a in args.argv)])
     run = Run(
@@ -183,17 +216,11 @@ async def bench(args: argparse.Namespace, out: TextIO) -> int:
             if server is not None:
                 result.server = await server.server()
         run.storages.append(result)
-    data = msgspec.json.format(msgspec.json.encode(as_json(run)), indent=2)
-    if args.json == "-":
-        out.write(data.decode() + "\n")
-    else:
-        out.write(table(run) + "\n")
-        if args.json is not None:
-            Path(args.json).write_bytes(data + b"\n")
-    if args.plot is not None:
-        for path in write_plots(run, Path(args.plot)):
-            sys.stderr.write(f"wrote {path}\n")
-    return OK
+    _show(run, args, out)
+    failed = [result for result in run.storages if result.error is not None]
+    for result in failed:
+        sys.stderr.write(f"error: {result.url}: {result.error}\n")
+    return CHECK_FAILED if failed else OK
 
 
 def add_parsers(
@@ -211,11 +238,22 @@ def add_parsers(
         "(databases and containers are created if missing) and deletes them at the end. --quick takes "
         "well under two minutes.",
     )
-    p.add_argument("urls", nargs="+", metavar="STORAGE-URL", help=f"memory: or {FORMS}")
+    p.add_argument("urls", nargs="*", metavar="STORAGE-URL", help=f"memory: or {FORMS}")
+    p.add_argument(
+        "--from",
+        dest="saved",
+        nargs="+",
+        metavar="FILE",
+        help="measure nothing: show the runs saved with --json (merged, in order) as a table, JSON or plots",
+    )
     p.add_argument(
         "--quick", action="store_true", help="short rounds, a few turns, 1,000 and 10,000 other documents"
     )
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE (-: JSON on stdout instead of the table)")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the results as JSON to FILE (-: JSON on stdout instead of the table)",
+    )
     p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR (needs matplotlib)")
     p.add_argument("--seconds", type=float, metavar="S", help="length of one measured round")
     p.add_argument("--rounds", type=int, metavar="N", help="rounds per row; the best is kept")
