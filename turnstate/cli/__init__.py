@@ -1,7 +1,7 @@
 """The ``turnstate`` command: operator tools over any storage, named by URL.
 
-``turnstate ls``, ``show``, ``rm``, ``export``, ``import``, ``migrate``, ``purge``, ``reencrypt`` and
-``doctor``; ``turnstate COMMAND --help`` tells more. The storage is ``--storage URL`` (or
+``turnstate ls``, ``show``, ``rm``, ``export``, ``import``, ``migrate``, ``purge``, ``reencrypt``,
+``doctor`` and ``bench``; ``turnstate COMMAND --help`` tells more. The storage is ``--storage URL`` (or
 ``$TURNSTATE_STORAGE``): ``file:./bot-state``, ``redis://host:6379?prefix=bot:``,
 ``cosmos://account.documents.azure.com:443/db/container`` or ``MODULE:FUNCTION`` for a storage your code
 builds. The key ring comes from ``$TURNSTATE_KEYS``. Errors are one line on stderr; the exit status says
@@ -39,6 +39,7 @@ storage URLs (--storage, or $TURNSTATE_STORAGE):
   file:./bot-state                         a FileStorage directory (file:///abs/dir; ?fsync=0)
   redis://HOST:6379/0?prefix=turnstate:    Redis (rediss:// for TLS, ?cluster=1 for a cluster)
   cosmos://HOST:443/DATABASE/CONTAINER     Azure Cosmos DB over HTTPS (?verify=0, ?ca=FILE)
+  blob:CONTAINER                           Azure Blob Storage ($TURNSTATE_BLOB_CONNECTION_STRING)
   mybot.state:make_storage                 a function (sync or async) that returns the storage"""
 
 
