@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,11 @@ def _pyplot() -> Any:
 
 
 def _label(url: str) -> str:
-    return url.split("?", 1)[0]
+    """A storage's URL, short enough for a legend: no query but the cluster flag, no long paths."""
+    base, _, query = url.partition("?")
+    if "cluster=1" in query.split("&"):
+        base += " (cluster)"
+    return base if len(base) <= 32 else f"{base[:14]}…{base[-16:]}"
 
 
 def _caption(run: Run) -> str:
@@ -37,11 +42,15 @@ def _caption(run: Run) -> str:
     return f"{run.date}, {cpu}, {cores} cores; {run.command}"
 
 
-def _finish(plt: Any, figure: Any, axes: Any, caption: str, path: Path) -> None:
-    """Legend, the run's caption at the foot, and the PNG written."""
-    axes.legend(fontsize=7)
-    figure.text(0.01, 0.01, caption, fontsize=6)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
+def _finish(plt: Any, figure: Any, axes: Any, caption: str, path: Path, *, outside: bool = False) -> None:
+    """Legend (beside the plot when ``outside``), the run's caption at the foot, and the PNG written."""
+    if outside:
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        axes.legend(fontsize=7)
+    lines = textwrap.wrap(caption, 200)
+    figure.text(0.01, 0.01, "\n".join(lines), fontsize=5.5, va="bottom")
+    figure.tight_layout(rect=(0, 0.015 * (len(lines) + 1), 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
@@ -53,25 +62,25 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     paths = [directory / name for name in FILES]
     caption = _caption(run)
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for result in run.storages:
+    figure, axes = plt.subplots(figsize=(10, 5.5))
+    for number, result in enumerate(run.storages):
+        color = f"C{number % 10}"
         levels = [row.conversations for row in result.concurrency]
-        axes.plot(
-            levels,
-            [row.turnstate.turns_per_second for row in result.concurrency],
-            "o-",
-            label=_label(result.url),
-        )
+        rates = [row.turnstate.turns_per_second for row in result.concurrency]
+        axes.plot(levels, rates, "o-", color=color, label=f"turnstate, {_label(result.url)}")
         peers = result.concurrency[0].peers if result.concurrency else []
         for index, peer in enumerate(peers):
             rates = [row.peers[index].turns_per_second for row in result.concurrency]
-            axes.plot(levels, rates, "x--", alpha=0.7, label=f"{peer.subject} ({_label(result.url)})")
+            style = "x--" if index == 0 else "^:"
+            axes.plot(
+                levels, rates, style, color=color, alpha=0.7, label=f"{peer.subject}, {_label(result.url)}"
+            )
     axes.set(xscale="log", yscale="log", xlabel="concurrent conversations", ylabel="turns per second")
-    axes.set_title("Throughput: turnstate per storage (solid) and peers (dashed)")
+    axes.set_title("Throughput: turnstate per storage (solid), peers on the same turn (dashed, dotted)")
     axes.grid(True, which="both", alpha=0.3)
-    _finish(plt, figure, axes, caption, paths[0])
+    _finish(plt, figure, axes, caption, paths[0], outside=True)
 
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure, axes = plt.subplots(figsize=(10, 5.5))
     names = [_label(result.url) for result in run.storages]
     levels = sorted({row.conversations for result in run.storages for row in result.concurrency})
     width = 0.8 / max(1, len(levels))
@@ -98,7 +107,7 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.grid(True, axis="y", which="both", alpha=0.3)
     _finish(plt, figure, axes, caption, paths[1])
 
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure, axes = plt.subplots(figsize=(10, 5.5))
     for result in run.storages:
         sizes = [row.document_kb for row in result.sizes]
         axes.plot(
@@ -107,5 +116,5 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(xscale="log", yscale="log", xlabel="conversation document size, KB", ylabel="turns per second")
     axes.set_title("Throughput by document size (8 concurrent conversations)")
     axes.grid(True, which="both", alpha=0.3)
-    _finish(plt, figure, axes, caption, paths[2])
+    _finish(plt, figure, axes, caption, paths[2], outside=True)
     return paths
