@@ -121,3 +121,20 @@ def test_bad_options_are_refused_naming_them(args: list[str], message: str) -> N
 def test_an_unknown_storage_is_refused_in_one_line() -> None:
     error = one_line_error(turnstate("bench", "ftp://example/x", "--quick", "-q"), 2)
     assert "unknown scheme 'ftp'" in error
+
+
+def test_a_storage_built_by_a_function_is_benchmarked(tmp_path: Path) -> None:
+    (tmp_path / "benched_bot.py").write_text(
+        "from turnstate import FileStorage\n\n"
+        f"def make_storage():\n    return FileStorage({str(tmp_path / 'state')!r}, fsync=False)\n"
+    )
+    result = turnstate(
+        "bench", "benched_bot:make_storage", "--only", "concurrency", "--seconds", "0.05", "--rounds", "1",
+        "--json", "-", "-q",
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (storage,) = json.loads(result.stdout)["storages"]
+    assert storage["url"] == "benched_bot:make_storage" and "FileStorage" in storage["storage"]
+    assert [row["conversations"] for row in storage["concurrency"]] == [1, 8, 64]
+    assert [p for p in (tmp_path / "state").rglob("*") if p.is_file() and ".locks" not in p.parts] == []
