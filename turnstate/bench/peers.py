@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from turnstate.bench.results import Reading
-from turnstate.bench.workload import history, text_of
+from turnstate.bench.workload import activity, history, text_of
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -36,6 +36,11 @@ def _changed(document: dict[str, Any] | None, number: int, pad: str) -> dict[str
     talk["count"] = int(talk.get("count", 0)) + 1
     talk["last"] = text_of(number)
     return talk
+
+
+def _seen(document: dict[str, Any] | None, number: int) -> dict[str, Any]:
+    """The user document after the turn's change."""
+    return {**(document or {}), "last_seen": number}
 
 
 class _Counter:
@@ -86,9 +91,7 @@ class BotbuilderPeer:
             async def delete_activity(self, context: Any, reference: Any) -> None:
                 return None
 
-        from turnstate.bench.workload import activity
-
-        self._activity, self._model, self._context = activity, Activity, TurnContext
+        self._model, self._context = Activity, TurnContext
         self._adapter, self._run, self._pad = Adapter(), run, history(document_bytes)
         storage = MemoryStorage()
         self._conversation, self._user = ConversationState(storage), UserState(storage)
@@ -98,7 +101,7 @@ class BotbuilderPeer:
         self._seen = self._user.create_property("last_seen")
 
     async def turn(self, conversation: int, number: int) -> None:
-        incoming = self._model().deserialize(self._activity(self._run, conversation, number))
+        incoming = self._model().deserialize(activity(self._run, conversation, number))
         context = self._context(self._adapter, incoming)
         await self._conversation.load(context)
         await self._user.load(context)
@@ -140,16 +143,14 @@ class AgentsPeer:
             async def delete_activity(self, *_: Any) -> None:
                 return None
 
-        from turnstate.bench.workload import activity
-
-        self._activity, self._model, self._context = activity, Activity, TurnContext
+        self._model, self._context = Activity, TurnContext
         self._states = ConversationState, UserState
         self._adapter: Any = Adapter()  # type: ignore[no-untyped-call]
         self._run, self._pad = run, history(document_bytes)
         self._storage = MemoryStorage()
 
     async def turn(self, conversation: int, number: int) -> None:
-        incoming = self._model.model_validate(self._activity(self._run, conversation, number))
+        incoming = self._model.model_validate(activity(self._run, conversation, number))
         context = self._context(self._adapter, incoming)
         make_conversation, make_user = self._states
         talk: Any = make_conversation(self._storage)
@@ -232,9 +233,7 @@ class RedisPeer:
             else:
                 etags.append(raw[:16])
                 documents.append(_decode(raw[17:]))
-        user = dict(documents[1] or {})
-        user["last_seen"] = number
-        values = [_changed(documents[0], number, self._pad), user]
+        values = [_changed(documents[0], number, self._pad), _seen(documents[1], number)]
         pipe = self._client.pipeline(transaction=False)
         for name, etag, value in zip(names, etags, values, strict=True):
             pipe.evalsha(self._sha, 1, name, etag, os.urandom(8).hex().encode() + b"|" + _encode(value))
@@ -320,9 +319,7 @@ class CosmosPeer:
         ]
         stored = await asyncio.gather(*(self._read(item) for item in items))
         talk, seen = (row["document"] if row else None for row in stored)
-        user = dict(seen or {})
-        user["last_seen"] = number
-        documents = [_changed(talk, number, self._pad), user]
+        documents = [_changed(talk, number, self._pad), _seen(seen, number)]
         await asyncio.gather(
             *(self._write(i, s, d) for i, s, d in zip(items, stored, documents, strict=True))
         )
@@ -378,11 +375,9 @@ class BlobPeer:
             f"bench-raw/{self._run}/user/{conversation}",
         ]
         (talk_etag, talk), (user_etag, seen) = await asyncio.gather(*(self._read(n) for n in names))
-        user = dict(seen or {})
-        user["last_seen"] = number
         await asyncio.gather(
             self._write(names[0], talk_etag, _changed(talk, number, self._pad)),
-            self._write(names[1], user_etag, user),
+            self._write(names[1], user_etag, _seen(seen, number)),
         )
 
     async def forget(self) -> None:

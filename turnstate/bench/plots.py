@@ -8,8 +8,6 @@ from typing import Any
 
 from turnstate.bench.results import Run
 
-FILES = ("throughput.png", "latency.png", "document-size.png")
-
 
 class PlotsUnavailableError(RuntimeError):
     """matplotlib is not installed."""
@@ -55,14 +53,7 @@ def _finish(plt: Any, figure: Any, axes: Any, caption: str, path: Path, *, outsi
     plt.close(figure)
 
 
-def write_plots(run: Run, directory: Path) -> list[Path]:
-    """Write the plots of ``run`` into ``directory`` (created if missing); return their paths."""
-    plt = _pyplot()
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / name for name in FILES]
-    caption = _caption(run)
-
-    figure, axes = plt.subplots(figsize=(10, 5.5))
+def _throughput(run: Run, axes: Any) -> None:
     for number, result in enumerate(run.storages):
         color = f"C{number % 10}"
         levels = [row.conversations for row in result.concurrency]
@@ -78,9 +69,9 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(xscale="log", yscale="log", xlabel="concurrent conversations", ylabel="turns per second")
     axes.set_title("Throughput: turnstate per storage (solid), peers on the same turn (dashed, dotted)")
     axes.grid(True, which="both", alpha=0.3)
-    _finish(plt, figure, axes, caption, paths[0], outside=True)
 
-    figure, axes = plt.subplots(figsize=(10, 5.5))
+
+def _latency(run: Run, axes: Any) -> None:
     names = [_label(result.url) for result in run.storages]
     levels = sorted({row.conversations for result in run.storages for row in result.concurrency})
     width = 0.8 / max(1, len(levels))
@@ -105,9 +96,9 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(yscale="log", ylabel="turn latency, ms (bar p50, tick p95, triangle p99)")
     axes.set_title("Turn latency percentiles per storage and concurrency")
     axes.grid(True, axis="y", which="both", alpha=0.3)
-    _finish(plt, figure, axes, caption, paths[1])
 
-    figure, axes = plt.subplots(figsize=(10, 5.5))
+
+def _document_size(run: Run, axes: Any) -> None:
     for result in run.storages:
         sizes = [row.document_kb for row in result.sizes]
         axes.plot(
@@ -116,5 +107,24 @@ def write_plots(run: Run, directory: Path) -> list[Path]:
     axes.set(xscale="log", yscale="log", xlabel="conversation document size, KB", ylabel="turns per second")
     axes.set_title("Throughput by document size (8 concurrent conversations)")
     axes.grid(True, which="both", alpha=0.3)
-    _finish(plt, figure, axes, caption, paths[2], outside=True)
+
+
+_PLOTS = (
+    ("throughput.png", _throughput, True),
+    ("latency.png", _latency, False),
+    ("document-size.png", _document_size, True),
+)
+
+
+def write_plots(run: Run, directory: Path) -> list[Path]:
+    """Write the plots of ``run`` into ``directory`` (created if missing); return their paths."""
+    plt = _pyplot()
+    directory.mkdir(parents=True, exist_ok=True)
+    caption = _caption(run)
+    paths = []
+    for name, draw, legend_beside in _PLOTS:
+        figure, axes = plt.subplots(figsize=(10, 5.5))
+        draw(run, axes)
+        paths.append(directory / name)
+        _finish(plt, figure, axes, caption, paths[-1], outside=legend_beside)
     return paths

@@ -21,7 +21,7 @@ from turnstate.bench.results import (
     StorageResult,
     Target,
 )
-from turnstate.bench.workload import Subject, TurnstateSubject, keys_of
+from turnstate.bench.workload import Subject, TurnstateSubject, activity, keys_of
 from turnstate.errors import CommitRetriesExhaustedError, StorageUnavailableError
 from turnstate.manager import StateManager
 from turnstate.storage.base import Storage, WriteItem
@@ -343,8 +343,6 @@ class _Opened:
 
 async def _stored_count(storage: Storage, run: str) -> int:
     """conversation.count of the hot conversation, read through a turn that writes nothing."""
-    from turnstate.bench.workload import activity
-
     manager = StateManager(storage, builtin_scopes=("conversation",), dedupe=False)
     async with manager.turn(activity(run, 0, 0)) as state:
         count: int = state.conversation.get("count", int, 0)

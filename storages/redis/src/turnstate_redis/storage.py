@@ -114,10 +114,10 @@ class RedisStorage(Storage):
         names = [self._name(key) for key in unique]
         if self._standalone:
             commands: list[Command] = [("EVALSHA", READ_SHA, len(names), *names)]
-            replies = await self._run_script("read", unique, names[:1], commands)
+            replies = await self._run_script("read", [unique], names[:1], commands)
         else:
             commands = [("EVALSHA", READ_SHA, 1, name) for name in names]
-            replies = await self._run_script("read", unique, names, commands)
+            replies = await self._run_script("read", [[key] for key in unique], names, commands)
         pairs: list[object] = []
         for reply in replies:
             if not isinstance(reply, list) or len(reply) % 2:
@@ -149,7 +149,7 @@ class RedisStorage(Storage):
             names.append(name)
             etags.append(etag)
             commands.append(("EVALSHA", CAS_SHA, 1, name, *script_args(key, items[key], etag)))
-        replies = await self._run_script("write", keys, names, commands)
+        replies = await self._run_script("write", [[key] for key in keys], names, commands)
         return settle_writes(
             (key, self._outcome(key, name, etag, reply))
             for key, name, etag, reply in zip(keys, names, etags, replies, strict=True)
@@ -237,17 +237,16 @@ class RedisStorage(Storage):
             raise self._errors.for_call(action, keys, exc) from exc
 
     async def _run_script(
-        self, action: str, keys: list[str], names: list[bytes], commands: list[Command]
+        self, action: str, owners: list[list[str]], names: list[bytes], commands: list[Command]
     ) -> list[object]:
         """Run EVALSHA commands; where the server lacks the script, load the scripts and re-send just those.
 
-        ``names[i]`` routes ``commands[i]``; ``keys`` are the keys of the commands, one each, or all of
-        them for a single command (they name the keys in errors). Both scripts are loaded together, so a
+        ``names[i]`` routes ``commands[i]``, which is about the keys ``owners[i]`` (named in errors). Both
+        scripts are loaded together, so a
         server that lost them (a restart, SCRIPT FLUSH) costs one extra round trip, not one per script.
         NOSCRIPT means that command did not run, so re-sending it cannot apply a write twice.
         """
-        replies = await self._execute(action, keys, names, commands)
-        owners = [keys] if len(commands) == 1 else [[key] for key in keys]
+        replies = await self._execute(action, [key for keys in owners for key in keys], names, commands)
         for _ in range(_SCRIPT_LOAD_ATTEMPTS):
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if not missing:
